@@ -1,0 +1,100 @@
+"""ASE calculator: a thin adapter over the energy model."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import numpy as np
+import torch
+from ase import Atoms
+from ase.calculators.calculator import Calculator, all_changes
+
+from equipot.geometry.edges import check_min_distance
+from equipot.geometry.neighbors import neighbor_list
+from equipot.graph import AtomicGraph
+from equipot.model.builder import resolve_dtype
+from equipot.model.energy_model import EnergyModel
+from equipot.physics.derivatives import predict
+
+
+def frozen_copy(model: EnergyModel, dtype: torch.dtype, device: torch.device | str) -> EnergyModel:
+    """An inference copy: cast, on ``device``, eval mode, weights not requiring gradients."""
+    frozen = copy.deepcopy(model).to(device=device, dtype=dtype).eval()
+    for p in frozen.parameters():
+        p.requires_grad_(False)
+    for layer in frozen.layers:
+        layer.memory_efficient = True
+    return frozen
+
+
+def atoms_to_graph(
+    atoms: Atoms, cutoff: float, dtype: torch.dtype, device: torch.device | str = "cpu"
+) -> AtomicGraph:
+    """Validated graph of one structure (raises ``ValueError`` naming bad atoms / cells)."""
+    positions = np.asarray(atoms.positions, dtype=np.float64)
+    cell = np.asarray(atoms.cell.array, dtype=np.float64)
+    pbc = np.asarray(atoms.pbc, dtype=bool)
+    i, j, shifts = neighbor_list(positions, cell, pbc, cutoff)
+    check_min_distance(positions, cell, i, j, shifts)
+    n = len(atoms)
+    as_tensor = torch.as_tensor
+    return AtomicGraph(
+        positions=as_tensor(positions, dtype=dtype, device=device),
+        atomic_numbers=as_tensor(atoms.numbers, dtype=torch.int64, device=device),
+        batch=torch.zeros(n, dtype=torch.int64, device=device),
+        edge_index=as_tensor(np.stack([i, j]), dtype=torch.int64, device=device),
+        edge_shift=as_tensor(shifts, dtype=dtype, device=device),
+        cell=as_tensor(cell, dtype=dtype, device=device).unsqueeze(0),
+        pbc=as_tensor(pbc, device=device).unsqueeze(0),
+        n_atoms=torch.tensor([n], device=device),
+        n_edges=torch.tensor([len(i)], device=device),
+        cutoff=float(cutoff),
+    )
+
+
+class EquipotCalculator(Calculator):
+    """ASE calculator for an equipot model (a model object or a path to a model file).
+
+    Properties: energy, free_energy, forces, energies (per atom) and, for 3D-periodic
+    structures, stress (Voigt order, eV/Å³, ASE's sign convention).
+    """
+
+    implemented_properties = ("energy", "free_energy", "forces", "energies", "stress")
+
+    def __init__(
+        self,
+        model: EnergyModel | str | Path,
+        dtype: str | torch.dtype = "float64",
+        device: str | torch.device = "cpu",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if isinstance(model, (str, Path)):
+            from equipot.model.io import load_model
+
+            model = load_model(model)
+        self.dtype = resolve_dtype(dtype)
+        self.device = torch.device(device)
+        self.model = frozen_copy(model, self.dtype, self.device)
+        self.cutoff = model.config.r_max
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        atoms = self.atoms
+        graph = atoms_to_graph(atoms, self.cutoff, self.dtype, self.device)
+        want_stress = "stress" in properties and bool(atoms.pbc.all())
+        if "stress" in properties and not want_stress:
+            raise ValueError("stress is only defined for structures periodic in all 3 directions")
+        with torch.enable_grad():
+            pred = predict(self.model, graph, forces=True, stress=want_stress)
+        energy = float(pred.energy[0].detach())
+        self.results = {
+            "energy": energy,
+            "free_energy": energy,
+            "energies": pred.atomic_energies.detach().cpu().numpy().astype(np.float64),
+            "forces": pred.forces.detach().cpu().numpy().astype(np.float64),
+        }
+        if want_stress:
+            s = pred.stress[0].detach().cpu().numpy().astype(np.float64)
+            self.results["stress"] = s[[0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]]

@@ -1,0 +1,36 @@
+"""Fixed numerical constants (CG coefficients, coupling bases, index maps) of a layer.
+
+They are kept as float64 / int64 numpy arrays, not as module buffers, so casting a model to
+float32 and back never rounds them, and handed out as tensors of the dtype and device in use
+(converted once per dtype/device and cached).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+
+
+class Constants:
+    def __init__(self, **arrays: np.ndarray):
+        self._arrays = {name: np.asarray(a) for name, a in arrays.items()}
+        self._cache: dict[tuple, Tensor] = {}
+
+    def add(self, name: str, array: np.ndarray) -> None:
+        self._arrays[name] = np.asarray(array)
+
+    def array(self, name: str) -> np.ndarray:
+        return self._arrays[name]
+
+    def get(self, name: str, like: Tensor) -> Tensor:
+        """Constant ``name`` on ``like``'s device; floating arrays take ``like``'s dtype."""
+        array = self._arrays[name]
+        floating = np.issubdtype(array.dtype, np.floating)
+        dtype = like.dtype if floating else torch.int64
+        key = (name, dtype, like.device)
+        tensor = self._cache.get(key)
+        if tensor is None:
+            tensor = torch.as_tensor(array, dtype=dtype, device=like.device)
+            self._cache[key] = tensor
+        return tensor

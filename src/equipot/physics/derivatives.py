@@ -1,0 +1,115 @@
+"""Everything that derives from the energy: forces, virial/stress, Hessians, HVPs.
+
+With a symmetric strain ε applied to the cell and the positions of system s,
+
+    r'_i = r_i (1 + ε_s),   cell'_s = cell_s (1 + ε_s)
+
+every edge vector becomes r'_ij = r_ij (1 + ε_s), so one backward pass of E gives
+
+    F_i = −∂E/∂r_i,     W_s = −∂E/∂ε_s (virial),     σ_s = (1/V_s) ∂E/∂ε_s   (ASE's sign)
+
+No layer of the model contains force code; these are the only derivative formulas.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from equipot.graph import AtomicGraph
+
+
+@dataclass
+class Prediction:
+    energy: Tensor  # (S,) eV
+    atomic_energies: Tensor  # (N,) eV
+    forces: Tensor | None = None  # (N, 3) eV/Å
+    virial: Tensor | None = None  # (S, 3, 3) eV
+    stress: Tensor | None = None  # (S, 3, 3) eV/Å³, NaN for systems that are not 3D periodic
+
+
+def predict(
+    model: torch.nn.Module,
+    graph: AtomicGraph,
+    *,
+    forces: bool = True,
+    stress: bool = False,
+    create_graph: bool = False,
+) -> Prediction:
+    """Energy and, by autograd, forces and virial/stress. ``create_graph`` for training."""
+    positions = graph.positions
+    cell = graph.cell
+    inputs = []
+    if forces or stress:
+        positions = positions.detach().requires_grad_(True)
+        inputs.append(positions)
+    strain = None
+    if stress:
+        strain = torch.zeros_like(cell, requires_grad=True)
+        inputs.append(strain)
+        symmetric = 0.5 * (strain + strain.transpose(1, 2))
+        deformation = torch.eye(3, dtype=cell.dtype, device=cell.device) + symmetric
+        positions = torch.einsum("ni,nij->nj", positions, deformation[graph.batch])
+        cell = cell @ deformation
+    out = model(graph.replace(positions=positions, cell=cell))
+    result = Prediction(energy=out.energy, atomic_energies=out.atomic_energies)
+    if not inputs:
+        return result
+    grads = torch.autograd.grad(
+        out.energy.sum(), inputs, create_graph=create_graph, allow_unused=True
+    )
+    if forces:
+        result.forces = -_zeros_if_none(grads[0], inputs[0])
+    if stress:
+        dE_de = _zeros_if_none(grads[-1], strain)
+        result.virial = -dE_de
+        volume = torch.linalg.det(graph.cell).abs()
+        periodic = graph.pbc.all(dim=1)
+        safe_volume = torch.where(periodic, volume, torch.ones_like(volume))
+        stress_tensor = dE_de / safe_volume[:, None, None]
+        result.stress = torch.where(periodic[:, None, None], stress_tensor, torch.nan)
+    return result
+
+
+def _zeros_if_none(grad: Tensor | None, like: Tensor) -> Tensor:
+    return torch.zeros_like(like) if grad is None else grad
+
+
+def hessian_vector_product(model: torch.nn.Module, graph: AtomicGraph, vectors: Tensor) -> Tensor:
+    """H·v for a batch of displacement vectors v (B, N, 3) → (B, N, 3), eV/Å².
+
+    Costs one forward and one double backward per call, independent of N: use it (e.g. in
+    Lanczos) when the dense (3N)² Hessian would not fit.
+    """
+    single = vectors.ndim == 2
+    if single:
+        vectors = vectors.unsqueeze(0)
+    positions = graph.positions.detach().requires_grad_(True)
+    energy = model(graph.replace(positions=positions)).energy.sum()
+    (gradient,) = torch.autograd.grad(energy, positions, create_graph=True)
+    rows = [
+        torch.autograd.grad(gradient, positions, grad_outputs=v, retain_graph=True)[0]
+        for v in vectors
+    ]
+    out = torch.stack(rows)
+    return out[0] if single else out
+
+
+def hessian_from_graph(model: torch.nn.Module, graph: AtomicGraph, chunk: int = 64) -> Tensor:
+    """Dense Hessian ∂²E/∂r∂r, shape (3N, 3N), by autograd (exact, symmetric up to rounding)."""
+    n3 = 3 * graph.num_atoms
+    positions = graph.positions.detach().requires_grad_(True)
+    energy = model(graph.replace(positions=positions)).energy.sum()
+    (gradient,) = torch.autograd.grad(energy, positions, create_graph=True)
+    gradient = gradient.reshape(-1)
+    eye = torch.eye(n3, dtype=gradient.dtype, device=gradient.device)
+    rows = []
+    for start in range(0, n3, chunk):
+        block = eye[start : start + chunk]
+        (h,) = torch.autograd.grad(
+            gradient, positions, grad_outputs=block, retain_graph=True, is_grads_batched=True
+        )
+        rows.append(h.reshape(block.shape[0], n3))
+    return torch.cat(rows)
