@@ -113,6 +113,7 @@ def test_memory_efficient_chunking_is_exact(model):
     chunked = frozen_copy(model, torch.float64, "cpu")
     for layer in chunked.layers:
         layer.chunk_slots = 40  # several chunks of a few centre atoms
+        layer.chunk_atoms = 5
     graph = AtomicGraph.from_atoms(atoms, model.config.r_max)
     with torch.enable_grad():
         a, b = predict(plain, graph, stress=True), predict(chunked, graph, stress=True)

@@ -16,6 +16,7 @@ from equipot.graph import AtomicGraph
 from equipot.model.builder import resolve_dtype
 from equipot.model.energy_model import EnergyModel
 from equipot.physics.derivatives import predict
+from equipot.runtime import tune_allocator
 
 
 def frozen_copy(model: EnergyModel, dtype: torch.dtype, device: torch.device | str) -> EnergyModel:
@@ -70,6 +71,7 @@ class EquipotCalculator(Calculator):
         **kwargs,
     ):
         super().__init__(**kwargs)
+        tune_allocator()
         if isinstance(model, (str, Path)):
             from equipot.model.io import load_model
 

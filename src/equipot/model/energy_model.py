@@ -114,11 +114,13 @@ class EnergyModel(nn.Module):
         h = self.embedding[species.index].unsqueeze(1)  # (N, 1, C)
         interaction = torch.zeros(n, dtype=h.dtype, device=h.device)
         for layer in self.layers:
-            h, y = layer(h, species, Y, radial, padded.neighbors, inv_avg)
+            h, y = layer(h, species, Y, radial, padded.neighbors, padded.counts, inv_avg)
             interaction = interaction + y
         coordination = envelope.sum(1) * inv_avg
         atomic = (
-            self.constants.get("e0", h)[species.index] + c.scale * interaction + c.shift * coordination
+            self.constants.get("e0", h)[species.index]
+            + c.scale * interaction
+            + c.shift * coordination
         )
         energy = torch.zeros(graph.num_systems, dtype=h.dtype, device=h.device)
         energy = energy.index_add(0, graph.batch, atomic)

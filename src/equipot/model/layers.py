@@ -75,62 +75,82 @@ class InteractionLayer(nn.Module):
         Y: Tensor,
         radial_basis: Tensor,
         neighbors: Tensor,
+        counts: Tensor,
         inv_avg_neighbors: float,
     ) -> tuple[Tensor, Tensor]:
         h_up = h if self.linear_up is None else self.linear_up(h)
-        A = self._atomic_basis(h_up, Y, radial_basis, neighbors, inv_avg_neighbors)
+        k = neighbors.shape[1]
+        A = self._map_rows(
+            self._edge_block,
+            max(1, self.chunk_slots // k),
+            (Y, radial_basis, neighbors, counts),
+            (h_up, inv_avg_neighbors),
+        )
+        return self._map_rows(
+            self._node_update, self.chunk_atoms, (A, h, species.index), (species.present,)
+        )
+
+    # Inference on large systems (``memory_efficient``, set on inference copies): evaluate the
+    # layer in chunks of centre atoms and recompute each chunk during the backward pass
+    # instead of storing its intermediates (radial MLP activations, R, R⊙h_j, pair products).
+    # Memory then stays O(N) beyond the inputs, at the price of a second forward pass, and
+    # every temporary stays small enough to be reused by the allocator.
+    memory_efficient: bool = False
+    chunk_slots: int = 16384  # neighbour slots per edge-block chunk
+    chunk_atoms: int = 256  # atoms per node-update chunk
+
+    def _map_rows(self, fn, rows: int, row_args: tuple, shared_args: tuple):
+        """``fn(*row_args, *shared_args)``, in recomputed chunks of ``rows`` rows if enabled."""
+        n = row_args[0].shape[0]
+        if not self.memory_efficient or n <= rows:
+            return fn(*row_args, *shared_args)
+        parts = [
+            checkpoint(
+                fn, *(a[start : start + rows] for a in row_args), *shared_args, use_reentrant=False
+            )
+            for start in range(0, n, rows)
+        ]
+        if isinstance(parts[0], tuple):
+            return tuple(torch.cat(p) for p in zip(*parts, strict=True))
+        return torch.cat(parts)
+
+    def _node_update(
+        self, A: Tensor, h: Tensor, species_index: Tensor, present: tuple[int, ...]
+    ) -> tuple[Tensor, Tensor]:
+        """h' = W_out·B(A) + W_sc[z]·h and the readout y, atom by atom."""
+        species = Species(species_index, present)
         h_new = self.linear_out(self.product(A, species))
         if self.self_connection is not None:
             skip = self.self_connection(h, species)
             if skip.shape[1] < h_new.shape[1]:
-                h_new = torch.cat(
-                    [h_new[:, : skip.shape[1]] + skip, h_new[:, skip.shape[1] :]], 1
-                )
+                h_new = torch.cat([h_new[:, : skip.shape[1]] + skip, h_new[:, skip.shape[1] :]], 1)
             else:
                 h_new = h_new + skip
         return h_new, self._read_out(h_new[:, 0])
 
-    # Inference on large systems: evaluate the edge block in chunks of centre atoms and
-    # recompute each chunk during the backward pass instead of storing its per-edge
-    # intermediates (radial MLP activations, R, R⊙h_j). Memory then stays O(N) beyond the
-    # inputs, at the price of a second forward pass through the edge block.
-    memory_efficient: bool = False
-    chunk_slots: int = 16384
-
-    def _atomic_basis(
-        self, h_up: Tensor, Y: Tensor, radial_basis: Tensor, neighbors: Tensor, inv_avg: float
-    ) -> Tensor:
-        n, k = neighbors.shape
-        if not self.memory_efficient or n * k <= self.chunk_slots:
-            return self._edge_block(h_up, Y, radial_basis, neighbors, inv_avg)
-        rows = max(1, self.chunk_slots // k)
-        chunks = [
-            checkpoint(
-                self._edge_block,
-                h_up,
-                Y[start : start + rows],
-                radial_basis[start : start + rows],
-                neighbors[start : start + rows],
-                inv_avg,
-                use_reentrant=False,
-            )
-            for start in range(0, n, rows)
-        ]
-        return torch.cat(chunks)
-
     def _edge_block(
-        self, h_up: Tensor, Y: Tensor, radial_basis: Tensor, neighbors: Tensor, inv_avg: float
+        self,
+        Y: Tensor,
+        radial_basis: Tensor,
+        neighbors: Tensor,
+        counts: Tensor,
+        h_up: Tensor,
+        inv_avg: float,
     ) -> Tensor:
-        """A_i for the centre atoms of ``neighbors`` (N_chunk, C, (l_max+1)²)."""
+        """A_i for the centre atoms of ``neighbors``: (N_chunk, (l_max+1)², C)."""
         n, k = neighbors.shape
         channels = h_up.shape[2]
         R = self.radial(radial_basis).view(n, k, -1, channels)
-        columns = self.tensor_product(h_up, Y, R, neighbors)  # (N, C, cols)
+        columns = self.tensor_product(h_up, Y, R, neighbors, counts)  # (N, cols, C)
         out, start = [], 0
-        for L, (count, w) in enumerate(zip(self.tensor_product.paths_per_l, self.path_mixing, strict=True)):
-            block = columns[:, :, start : start + count * (2 * L + 1)].view(n, channels, count, 2 * L + 1)
-            out.append(torch.einsum("ncpm,cpe->nme", block, (w * inv_avg).view(channels, count, -1)))
-            start += count * (2 * L + 1)
+        # columns are ordered (L, M, path): each L block mixes (path, channel) → channel
+        for L, (count, w) in enumerate(
+            zip(self.tensor_product.paths_per_l, self.path_mixing, strict=True)
+        ):
+            width = (2 * L + 1) * count
+            block = columns[:, start : start + width].reshape(n * (2 * L + 1), count * channels)
+            out.append((block @ (w * inv_avg)).view(n, 2 * L + 1, channels))
+            start += width
         return torch.cat(out, dim=1)
 
     def _read_out(self, scalars: Tensor) -> Tensor:

@@ -25,12 +25,12 @@ class Constants:
 
     def get(self, name: str, like: Tensor) -> Tensor:
         """Constant ``name`` on ``like``'s device; floating arrays take ``like``'s dtype."""
-        array = self._arrays[name]
-        floating = np.issubdtype(array.dtype, np.floating)
-        dtype = like.dtype if floating else torch.int64
-        key = (name, dtype, like.device)
+        key = (name, like.dtype, like.device)
         tensor = self._cache.get(key)
         if tensor is None:
+            array = self._arrays[name]
+            floating = np.issubdtype(array.dtype, np.floating)
+            dtype = like.dtype if floating else torch.int64
             tensor = torch.as_tensor(array, dtype=dtype, device=like.device)
             self._cache[key] = tensor
         return tensor

@@ -80,7 +80,9 @@ class ElementIrrepsLinear(nn.Module):
 
     def forward(self, x: Tensor, species: Species) -> Tensor:
         n = x.shape[0]
-        blocks = torch.split(x[:, : (self.lmax + 1) ** 2], [2 * l + 1 for l in range(self.lmax + 1)], 1)
+        blocks = torch.split(
+            x[:, : (self.lmax + 1) ** 2], [2 * l + 1 for l in range(self.lmax + 1)], 1
+        )
         parts = []
         for l, x_l in enumerate(blocks):
             if species.single is not None:

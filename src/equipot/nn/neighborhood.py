@@ -19,6 +19,7 @@ class PaddedNeighbors:
     flat_slot: Tensor
     neighbors: Tensor
     occupied: Tensor
+    counts: Tensor  # (N,) occupied slots per atom: slots 0..count-1
     max_neighbors: int
 
     def scatter(self, edge_values: Tensor, fill: float | Tensor = 0.0) -> Tensor:
@@ -46,4 +47,4 @@ def pad_neighbors(edge_index: Tensor, num_atoms: int) -> PaddedNeighbors:
     neighbors = neighbors.index_copy(0, flat_slot, neighbours).view(num_atoms, k)
     occupied = torch.zeros(num_atoms * k, dtype=torch.bool, device=centres.device)
     occupied = occupied.index_fill(0, flat_slot, True)
-    return PaddedNeighbors(flat_slot, neighbors, occupied, k)
+    return PaddedNeighbors(flat_slot, neighbors, occupied, counts, k)

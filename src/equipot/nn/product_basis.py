@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from equipot.kernels import cpu_kernels
+from equipot.kernels import is_batched as _is_batched
 from equipot.nn.constants import Constants
 from equipot.nn.coupling import symmetric_coupling_basis
 from equipot.nn.species import Species
@@ -80,9 +82,51 @@ class SymmetricContraction(nn.Module):
             # Stored as (rows, M·cols, K) so T = G @ W is one matmul.
             g = np.moveaxis(folded, 0, 1).reshape(folded.shape[1], -1, total_k)
             self.constants.add(f"basis_{nu}", g)
+            self._add_sparse_terms(nu, g, pairs)
             w = torch.randn(num_elements, total_k, channels, dtype=torch.float64)
             self.weights.append(nn.Parameter(w / max(total_k, 1) ** 0.5))
         self._cache: tuple | None = None
+        self._sparse_cache: tuple | None = None
+
+    def _add_sparse_terms(self, nu: int, g: np.ndarray, pairs: np.ndarray) -> None:
+        """The kernel's form: B[M] += T[e]·Π A[f_e] over the non-zero terms e of the basis."""
+        x, k = g.shape[1:]
+        cols = x // self.dim_out
+        flat = g.reshape(-1, k)
+        nonzero = np.flatnonzero(np.abs(flat).max(axis=1) > 1e-12)
+        row, rest = np.divmod(nonzero, x)
+        out, col = np.divmod(rest, cols)
+        if nu == 1:
+            factors = col[:, None]
+        elif nu == 2:
+            factors = pairs[row]
+        elif nu == 3:
+            factors = np.concatenate([col[:, None], pairs[row]], axis=1)
+        else:
+            factors = np.concatenate([pairs[row], pairs[col]], axis=1)
+        self.constants.add(f"factors_{nu}", factors)
+        self.constants.add(f"outputs_{nu}", out)
+        self.constants.add(f"terms_{nu}", flat[nonzero])
+
+    def _term_values(self) -> list[Tensor]:
+        """T_ν[z, e, c] = Σ_k terms_ν[e, k] W_ν[z, k, c] (cached while weights are frozen)."""
+        key = tuple((w._version, w.data_ptr(), w.dtype) for w in self.weights)
+        if self._sparse_cache is not None and self._sparse_cache[0] == key:
+            return self._sparse_cache[1]
+        values = [
+            torch.einsum("ek,zkc->zec", self.constants.get(f"terms_{nu}", w), w).contiguous()
+            for nu, w in enumerate(self.weights, start=1)
+        ]
+        if not any(w.requires_grad for w in self.weights):
+            self._sparse_cache = (key, values)
+        return values
+
+    def kernel_terms(self, like: Tensor) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
+        orders = range(1, self.correlation + 1)
+        factors = [self.constants.get(f"factors_{nu}", like) for nu in orders]
+        outputs = [self.constants.get(f"outputs_{nu}", like) for nu in orders]
+        values = [v.to(like.dtype) for v in self._term_values()]
+        return factors, outputs, values
 
     @staticmethod
     def _fold(u: np.ndarray, nu: int, pairs: np.ndarray) -> np.ndarray:
@@ -97,6 +141,7 @@ class SymmetricContraction(nn.Module):
         f = _fold_pairs(u, (1, 2), pairs)  # (M, (ab), d, e, k)
         return _fold_pairs(f, (2, 3), pairs)  # rows: (ab), cols: (de)
 
+    @torch.compiler.disable
     def _coupling_tensors(self) -> tuple[Tensor, Tensor | None]:
         """Weights contracted into the basis, for all elements at once.
 
@@ -125,6 +170,13 @@ class SymmetricContraction(nn.Module):
     all_elements_below = 8192
 
     def forward(self, A: Tensor, species: Species) -> Tensor:
+        frozen = not any(w.requires_grad for w in self.weights)
+        if frozen and A.device.type == "cpu" and cpu_kernels() is not None:
+            return _KernelContraction.apply(A, species, self)
+        return self.reference(A, species)
+
+    def reference(self, A: Tensor, species: Species) -> Tensor:
+        """Differentiable PyTorch implementation (dense per-element coupling tensors)."""
         n, _, channels = A.shape
         t1, t = self._coupling_tensors()
         if species.single is not None:
@@ -143,28 +195,54 @@ class SymmetricContraction(nn.Module):
         self, A: Tensor, t1: Tensor, t: Tensor | None, species: Tensor | None = None
     ) -> Tensor:
         """A (n, D, C) → (n, M, C). Without ``species``: t1 (C, M, D), t (C, P, X) of one
-        element; with it: t1 (C, E, M, D), t (C, P, E, X), selected per atom."""
+        element; with it: t1 (C, E, M, D), t (C, P, E, X), selected per atom.
+
+        Works channel-major, (C, n, ·), so every product is a plain (batched) matmul.
+        """
         n, dim, channels = A.shape
         m = self.dim_out
-        a = A.permute(2, 0, 1)  # (C, n, D)
-        if species is None:
-            out = torch.einsum("cnd,cmd->nmc", a, t1)
-        else:
-            out = torch.einsum("cnd,cnmd->nmc", a, t1[:, species])
+        a = A.permute(2, 0, 1).contiguous()  # (C, n, D)
+        t1 = t1.unsqueeze(1) if species is None else t1[:, species]  # (C, 1|n, M, D)
         if t is None:
-            return out
+            return torch.matmul(t1, a.unsqueeze(-1)).squeeze(-1).permute(1, 2, 0)
         selection = self.constants.get("pair_selection", a)
-        pairs = (a @ selection[0]) * (a @ selection[1])  # (C, n, P)
+        flat = a.view(channels * n, dim)
+        pairs = ((flat @ selection[0]) * (flat @ selection[1])).view(channels, n, -1)  # (C,n,P)
         if species is None:
             q = torch.bmm(pairs, t)  # (C, n, X)
         else:
             q = torch.bmm(pairs, t.flatten(2)).view(channels, n, t.shape[2], -1)
             q = q[:, torch.arange(n, device=A.device), species]  # (C, n, X)
-        out = out + q[:, :, :m].permute(1, 2, 0)
-        if self.correlation >= 3:
-            q3 = q[:, :, m : m + m * dim].reshape(channels, n, m, dim)
-            out = out + torch.einsum("cnmd,cnd->nmc", q3, a)
+        sizes = [m, m * dim, m * pairs.shape[2]][: self.correlation - 1]
+        q_parts = torch.split(q, sizes, dim=2)
+        out = q_parts[0]  # ν = 2
+        # ν = 1 and ν = 3 are both linear in one more factor of A: Σ_a A_a (T1 + Q3)[m, a]
+        linear = t1 if self.correlation < 3 else q_parts[1].reshape(channels, n, m, dim) + t1
+        out = out + torch.matmul(linear, a.unsqueeze(-1)).squeeze(-1)
         if self.correlation >= 4:
-            q4 = q[:, :, m + m * dim :].reshape(channels, n, m, -1)
-            out = out + torch.einsum("cnmp,cnp->nmc", q4, pairs)
-        return out
+            q4 = q_parts[2].reshape(channels, n, m, -1)
+            out = out + torch.matmul(q4, pairs.unsqueeze(-1)).squeeze(-1)
+        return out.permute(1, 2, 0)
+
+
+class _KernelContraction(torch.autograd.Function):
+    """Fused kernel forward/backward; double backward through the reference implementation."""
+
+    @staticmethod
+    def forward(ctx, A, species: Species, module: SymmetricContraction):
+        ctx.module, ctx.species = module, species
+        ctx.save_for_backward(A)
+        return cpu_kernels().sc_forward(A, species.index, module.dim_out, *module.kernel_terms(A))
+
+    @staticmethod
+    def backward(ctx, grad):
+        (A,) = ctx.saved_tensors
+        module: SymmetricContraction = ctx.module
+        if torch.is_grad_enabled() or _is_batched(grad):  # double backward / vmap: reference
+            with torch.enable_grad():
+                A_ = A.view_as(A)  # a fresh alias: the partial derivative only
+                out = module.reference(A_, ctx.species)
+                (gA,) = torch.autograd.grad(out, A_, grad, create_graph=True)
+            return gA, None, None
+        terms = module.kernel_terms(A)
+        return cpu_kernels().sc_backward(grad, A, ctx.species.index, *terms), None, None

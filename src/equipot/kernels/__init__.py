@@ -1,0 +1,78 @@
+"""Fused CPU kernels, compiled on first use (needs a C++ compiler; cached afterwards).
+
+:func:`cpu_kernels` returns the compiled module, or ``None`` when kernels are disabled
+(``EQUIPOT_KERNELS=0``), not applicable (tensors not on the CPU) or cannot be built — callers
+then use the PyTorch reference implementation, which gives the same numbers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import warnings
+from pathlib import Path
+from types import ModuleType
+
+import torch
+
+_SOURCE = Path(__file__).with_name("cpu_kernels.cpp")
+_state: dict[str, ModuleType | None] = {}
+
+
+def _cpu_tag() -> str:
+    """Kernels are built with -march=native: key the build by machine and CPU features."""
+    flags = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line for line in f if line.startswith("flags")), "")
+    except OSError:
+        pass
+    digest = hashlib.sha1((platform.machine() + flags + _SOURCE.read_text()).encode())
+    return digest.hexdigest()[:12]
+
+
+def kernels_enabled() -> bool:
+    return os.environ.get("EQUIPOT_KERNELS", "1") != "0"
+
+
+def cpu_kernels() -> ModuleType | None:
+    """The compiled kernel module (built once per machine), or None if unavailable."""
+    if not kernels_enabled():
+        return None
+    if "module" in _state:
+        return _state["module"]
+    module = None
+    try:
+        from torch.utils.cpp_extension import load
+
+        flags = ["-O3", "-fopenmp"]
+        if platform.machine() in ("x86_64", "AMD64"):
+            flags.append("-march=native")
+        module = load(
+            name=f"equipot_cpu_{_cpu_tag()}",
+            sources=[str(_SOURCE)],
+            extra_cflags=flags,
+            extra_ldflags=["-fopenmp"],
+            verbose=False,
+        )
+    except Exception as exc:  # no compiler, no ninja, unsupported platform, ...
+        warnings.warn(
+            f"equipot: fused CPU kernels unavailable ({type(exc).__name__}: {exc}); "
+            "using the (slower) PyTorch implementation",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    _state["module"] = module
+    return module
+
+
+def is_batched(tensor: torch.Tensor) -> bool:
+    """True for tensors without storage, such as the batched gradients that
+    ``autograd.grad(..., is_grads_batched=True)`` feeds to backward functions: the kernels
+    need real memory, so such calls take the PyTorch reference path."""
+    try:
+        tensor.untyped_storage()
+    except (RuntimeError, NotImplementedError):
+        return True
+    return False

@@ -1,0 +1,392 @@
+// Fused CPU kernels for equipot's two hot operations (first derivatives only).
+//
+// * Edge tensor product (see equipot/nn/tensor_product.py for the maths):
+//     S[n, col(p,M), c] = sum_k R[n,k,p,c] * sum_{m1} w_p[m1,M](Y[n,k]) * h[nbr[n,k], a0_p+m1, c]
+//   with w_p[m1,M] = sum_{m2} CG_p[m1,m2,M] * Y[n,k,y0_p+m2].
+//   No per-edge intermediate is written: each slot's contribution goes straight into S.
+// * Symmetric contraction (equipot/nn/product_basis.py), as a sum over the non-zero terms
+//     B[n, M_e, c] += T[z_n, e, c] * prod_i A[n, f_e,i, c]        (i < nu)
+//
+// Both are parallel over centre atoms. Gradients of the tensor product with respect to the
+// neighbour features scatter to other atoms; each thread accumulates into its own buffer.
+// Double backward (training, Hessians) is served by the PyTorch reference implementation.
+
+#include <torch/extension.h>
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <vector>
+
+namespace {
+
+struct PathTables {
+  std::vector<int64_t> a0, m1n, y0, mn;  // per path: feature block start/size, Y start, 2L+1
+  std::vector<int64_t> cols;             // per path, per M (stride 7): output column
+  std::vector<int64_t> ptr;              // CG entries of path p: ptr[p] .. ptr[p+1]
+  std::vector<int64_t> m1, m2, mo;       // per CG entry
+  std::vector<double> val;
+};
+
+std::vector<int64_t> to_vec(const torch::Tensor& t) {
+  auto c = t.to(torch::kInt64).contiguous();
+  return std::vector<int64_t>(c.data_ptr<int64_t>(), c.data_ptr<int64_t>() + c.numel());
+}
+
+PathTables make_tables(const torch::Tensor& path_info, const torch::Tensor& path_cols,
+                       const torch::Tensor& cg_ptr, const torch::Tensor& cg_index,
+                       const torch::Tensor& cg_value) {
+  PathTables t;
+  auto info = to_vec(path_info);  // (P, 4): a0, m1n, y0, mn
+  int64_t P = path_info.size(0);
+  for (int64_t p = 0; p < P; ++p) {
+    t.a0.push_back(info[4 * p]);
+    t.m1n.push_back(info[4 * p + 1]);
+    t.y0.push_back(info[4 * p + 2]);
+    t.mn.push_back(info[4 * p + 3]);
+  }
+  t.cols = to_vec(path_cols);
+  t.ptr = to_vec(cg_ptr);
+  auto idx = to_vec(cg_index);  // (E, 3): m1, m2, M
+  for (size_t e = 0; e < idx.size() / 3; ++e) {
+    t.m1.push_back(idx[3 * e]);
+    t.m2.push_back(idx[3 * e + 1]);
+    t.mo.push_back(idx[3 * e + 2]);
+  }
+  auto v = cg_value.to(torch::kFloat64).contiguous();
+  t.val.assign(v.data_ptr<double>(), v.data_ptr<double>() + v.numel());
+  return t;
+}
+
+constexpr int64_t kMaxM = 7;  // 2L+1 for L <= 3
+constexpr int64_t kMaxM1 = 7;
+
+// w[m1 * kMaxM + M] = sum over the path's CG entries of value * Y[y0 + m2]
+template <typename T>
+inline void path_weights(const PathTables& tb, int64_t p, const T* y, T* w) {
+  for (int64_t i = 0; i < kMaxM1 * kMaxM; ++i) w[i] = T(0);
+  for (int64_t e = tb.ptr[p]; e < tb.ptr[p + 1]; ++e)
+    w[tb.m1[e] * kMaxM + tb.mo[e]] += T(tb.val[e]) * y[tb.y0[p] + tb.m2[e]];
+}
+
+// out[c] += R[c] * sum_{m1 < M1} w[m1] * h[m1, c]: fixed M1 so the compiler unrolls the m1 loop
+// and vectorises over channels.
+template <typename T, int M1>
+inline void accumulate_path(T* __restrict__ out, const T* __restrict__ Rp,
+                            const T* __restrict__ hp, const T* w, int64_t C) {
+  T wl[M1];
+  for (int m1 = 0; m1 < M1; ++m1) wl[m1] = w[m1 * kMaxM];
+#pragma omp simd
+  for (int64_t c = 0; c < C; ++c) {
+    T t = T(0);
+    for (int m1 = 0; m1 < M1; ++m1) t += wl[m1] * hp[m1 * C + c];
+    out[c] += Rp[c] * t;
+  }
+}
+
+template <typename T>
+inline void accumulate_path_dispatch(int64_t m1n, T* out, const T* Rp, const T* hp, const T* w,
+                                     int64_t C) {
+  switch (m1n) {
+    case 1: accumulate_path<T, 1>(out, Rp, hp, w, C); break;
+    case 3: accumulate_path<T, 3>(out, Rp, hp, w, C); break;
+    case 5: accumulate_path<T, 5>(out, Rp, hp, w, C); break;
+    default: accumulate_path<T, 7>(out, Rp, hp, w, C); break;
+  }
+}
+
+template <typename T>
+void tp_forward_impl(const T* h, const T* Y, const T* R, const int64_t* nbr, const int64_t* count,
+                     T* S, int64_t N, int64_t K, int64_t C, int64_t Din, int64_t Dsh, int64_t P,
+                     int64_t ncols, const PathTables& tb) {
+  at::parallel_for(0, N, 1, [&](int64_t n0, int64_t n1) {
+    T w[kMaxM1 * kMaxM];
+    for (int64_t n = n0; n < n1; ++n) {
+      T* Sn = S + n * ncols * C;
+      for (int64_t k = 0; k < count[n]; ++k) {
+        const int64_t slot = n * K + k;
+        const T* hj = h + nbr[slot] * Din * C;
+        const T* y = Y + slot * Dsh;
+        for (int64_t p = 0; p < P; ++p) {
+          path_weights(tb, p, y, w);
+          const T* Rp = R + (slot * P + p) * C;
+          const T* hp = hj + tb.a0[p] * C;
+          for (int64_t M = 0; M < tb.mn[p]; ++M)
+            accumulate_path_dispatch(tb.m1n[p], Sn + tb.cols[p * kMaxM + M] * C, Rp, hp, w + M,
+                                     C);
+        }
+      }
+    }
+  });
+}
+
+// Backward of accumulate_path for one (slot, path, M), given g = dL/dS[col]:
+//   gR[c] += g[c] * t[c],  t[c] = sum_m1 w[m1] h[m1,c]
+//   gh[m1,c] += w[m1] * R[c] * g[c]          gw[m1] += sum_c h[m1,c] * R[c] * g[c]
+template <typename T, int M1>
+inline void backward_path(const T* __restrict__ g, const T* __restrict__ Rp,
+                          const T* __restrict__ hp, const T* w, T* __restrict__ gRp,
+                          T* __restrict__ ghp, T* gw, int64_t C) {
+  T wl[M1], acc[M1];
+  for (int m1 = 0; m1 < M1; ++m1) {
+    wl[m1] = w[m1 * kMaxM];
+    acc[m1] = T(0);
+  }
+  if (ghp != nullptr) {
+#pragma omp simd reduction(+ : acc[:M1])
+    for (int64_t c = 0; c < C; ++c) {
+      const T rg = Rp[c] * g[c];
+      T t = T(0);
+      for (int m1 = 0; m1 < M1; ++m1) {
+        const T hv = hp[m1 * C + c];
+        t += wl[m1] * hv;
+        acc[m1] += hv * rg;
+        ghp[m1 * C + c] += wl[m1] * rg;
+      }
+      gRp[c] += g[c] * t;
+    }
+  } else {
+#pragma omp simd reduction(+ : acc[:M1])
+    for (int64_t c = 0; c < C; ++c) {
+      const T rg = Rp[c] * g[c];
+      T t = T(0);
+      for (int m1 = 0; m1 < M1; ++m1) {
+        const T hv = hp[m1 * C + c];
+        t += wl[m1] * hv;
+        acc[m1] += hv * rg;
+      }
+      gRp[c] += g[c] * t;
+    }
+  }
+  for (int m1 = 0; m1 < M1; ++m1) gw[m1 * kMaxM] += acc[m1];
+}
+
+template <typename T>
+inline void backward_path_dispatch(int64_t m1n, const T* g, const T* Rp, const T* hp, const T* w,
+                                   T* gRp, T* ghp, T* gw, int64_t C) {
+  switch (m1n) {
+    case 1: backward_path<T, 1>(g, Rp, hp, w, gRp, ghp, gw, C); break;
+    case 3: backward_path<T, 3>(g, Rp, hp, w, gRp, ghp, gw, C); break;
+    case 5: backward_path<T, 5>(g, Rp, hp, w, gRp, ghp, gw, C); break;
+    default: backward_path<T, 7>(g, Rp, hp, w, gRp, ghp, gw, C); break;
+  }
+}
+
+template <typename T>
+void tp_backward_impl(const T* gS, const T* h, const T* Y, const T* R, const int64_t* nbr,
+                      const int64_t* count, T* gh_threads, T* gY, T* gR, int64_t Ns, int64_t N,
+                      int64_t K, int64_t C, int64_t Din, int64_t Dsh, int64_t P, int64_t ncols,
+                      bool need_h, const PathTables& tb) {
+  at::parallel_for(0, N, 1, [&](int64_t n0, int64_t n1) {
+    T* gh = need_h ? gh_threads + at::get_thread_num() * Ns * Din * C : nullptr;
+    T w[kMaxM1 * kMaxM];
+    T gw[kMaxM1 * kMaxM];
+    for (int64_t n = n0; n < n1; ++n) {
+      const T* gSn = gS + n * ncols * C;
+      // gR and gY come uninitialised: empty slots get zeros, occupied ones are written below
+      for (int64_t k = count[n]; k < K; ++k) {
+        std::fill(gR + (n * K + k) * P * C, gR + (n * K + k + 1) * P * C, T(0));
+        std::fill(gY + (n * K + k) * Dsh, gY + (n * K + k + 1) * Dsh, T(0));
+      }
+      for (int64_t k = 0; k < count[n]; ++k) {
+        const int64_t slot = n * K + k;
+        const int64_t j = nbr[slot];
+        const T* hj = h + j * Din * C;
+        const T* y = Y + slot * Dsh;
+        T* gy = gY + slot * Dsh;
+        for (int64_t d = 0; d < Dsh; ++d) gy[d] = T(0);
+        for (int64_t p = 0; p < P; ++p) {
+          path_weights(tb, p, y, w);
+          for (int64_t i = 0; i < kMaxM1 * kMaxM; ++i) gw[i] = T(0);
+          const T* Rp = R + (slot * P + p) * C;
+          T* gRp = gR + (slot * P + p) * C;
+          for (int64_t c = 0; c < C; ++c) gRp[c] = T(0);
+          const T* hp = hj + tb.a0[p] * C;
+          T* ghp = need_h ? gh + (j * Din + tb.a0[p]) * C : nullptr;
+          for (int64_t M = 0; M < tb.mn[p]; ++M)
+            backward_path_dispatch(tb.m1n[p], gSn + tb.cols[p * kMaxM + M] * C, Rp, hp, w + M,
+                                   gRp, ghp, gw + M, C);
+          for (int64_t e = tb.ptr[p]; e < tb.ptr[p + 1]; ++e)
+            gy[tb.y0[p] + tb.m2[e]] += T(tb.val[e]) * gw[tb.m1[e] * kMaxM + tb.mo[e]];
+        }
+      }
+    }
+  });
+}
+
+}  // namespace
+
+torch::Tensor tp_forward(torch::Tensor h, torch::Tensor Y, torch::Tensor R, torch::Tensor nbr,
+                         torch::Tensor count, int64_t ncols, torch::Tensor path_info,
+                         torch::Tensor path_cols, torch::Tensor cg_ptr, torch::Tensor cg_index,
+                         torch::Tensor cg_value) {
+  h = h.contiguous(); Y = Y.contiguous(); R = R.contiguous();
+  nbr = nbr.contiguous(); count = count.contiguous();
+  auto tb = make_tables(path_info, path_cols, cg_ptr, cg_index, cg_value);
+  const int64_t N = R.size(0), K = R.size(1), P = R.size(2), C = R.size(3);
+  auto S = torch::zeros({N, ncols, C}, R.options());
+  AT_DISPATCH_FLOATING_TYPES(R.scalar_type(), "tp_forward", [&] {
+    tp_forward_impl<scalar_t>(h.data_ptr<scalar_t>(), Y.data_ptr<scalar_t>(),
+                              R.data_ptr<scalar_t>(), nbr.data_ptr<int64_t>(),
+                              count.data_ptr<int64_t>(), S.data_ptr<scalar_t>(), N, K, C,
+                              h.size(1), Y.size(2), P, ncols, tb);
+  });
+  return S;
+}
+
+std::vector<torch::Tensor> tp_backward(torch::Tensor gS, torch::Tensor h, torch::Tensor Y,
+                                       torch::Tensor R, torch::Tensor nbr, torch::Tensor count,
+                                       bool need_h, torch::Tensor path_info,
+                                       torch::Tensor path_cols, torch::Tensor cg_ptr,
+                                       torch::Tensor cg_index, torch::Tensor cg_value) {
+  gS = gS.contiguous(); h = h.contiguous(); Y = Y.contiguous(); R = R.contiguous();
+  nbr = nbr.contiguous(); count = count.contiguous();
+  auto tb = make_tables(path_info, path_cols, cg_ptr, cg_index, cg_value);
+  const int64_t N = R.size(0), K = R.size(1), P = R.size(2), C = R.size(3);
+  const int64_t Ns = h.size(0), Din = h.size(1);
+  const int64_t threads = need_h ? at::get_num_threads() : 0;
+  auto gh_threads = torch::zeros({threads, Ns, Din, C}, R.options());
+  auto gY = torch::empty_like(Y);
+  auto gR = torch::empty_like(R);
+  AT_DISPATCH_FLOATING_TYPES(R.scalar_type(), "tp_backward", [&] {
+    tp_backward_impl<scalar_t>(gS.data_ptr<scalar_t>(), h.data_ptr<scalar_t>(),
+                               Y.data_ptr<scalar_t>(), R.data_ptr<scalar_t>(),
+                               nbr.data_ptr<int64_t>(), count.data_ptr<int64_t>(),
+                               gh_threads.data_ptr<scalar_t>(), gY.data_ptr<scalar_t>(),
+                               gR.data_ptr<scalar_t>(), Ns, N, K, C, Din, Y.size(2), P,
+                               gS.size(1), need_h, tb);
+  });
+  torch::Tensor gh = need_h ? gh_threads.sum(0) : torch::Tensor();
+  return {gh, gY, gR};
+}
+
+// ------------------------------------------------------------------ symmetric contraction
+
+namespace {
+
+template <typename T>
+void sc_forward_impl(const T* A, const int64_t* species, T* B, int64_t N, int64_t D, int64_t C,
+                     int64_t M, const std::vector<const int64_t*>& factors,
+                     const std::vector<const int64_t*>& outputs,
+                     const std::vector<const T*>& values, const std::vector<int64_t>& entries) {
+  at::parallel_for(0, N, 1, [&](int64_t n0, int64_t n1) {
+    std::vector<T> prod(C);
+    for (int64_t n = n0; n < n1; ++n) {
+      const T* An = A + n * D * C;
+      T* Bn = B + n * M * C;
+      const int64_t z = species[n];
+      for (size_t v = 0; v < entries.size(); ++v) {
+        const int64_t nu = v + 1, E = entries[v];
+        const T* vals = values[v] + z * E * C;
+        for (int64_t e = 0; e < E; ++e) {
+          const int64_t* f = factors[v] + e * nu;
+          const T* t = vals + e * C;
+          T* out = Bn + outputs[v][e] * C;
+          const T* a = An + f[0] * C;
+          for (int64_t c = 0; c < C; ++c) prod[c] = t[c] * a[c];
+          for (int64_t i = 1; i < nu; ++i) {
+            const T* b = An + f[i] * C;
+            for (int64_t c = 0; c < C; ++c) prod[c] *= b[c];
+          }
+          for (int64_t c = 0; c < C; ++c) out[c] += prod[c];
+        }
+      }
+    }
+  });
+}
+
+template <typename T>
+void sc_backward_impl(const T* gB, const T* A, const int64_t* species, T* gA, int64_t N,
+                      int64_t D, int64_t C, int64_t M, const std::vector<const int64_t*>& factors,
+                      const std::vector<const int64_t*>& outputs,
+                      const std::vector<const T*>& values, const std::vector<int64_t>& entries) {
+  at::parallel_for(0, N, 1, [&](int64_t n0, int64_t n1) {
+    std::vector<T> g(C), partial(C);
+    for (int64_t n = n0; n < n1; ++n) {
+      const T* An = A + n * D * C;
+      T* gAn = gA + n * D * C;
+      const T* gBn = gB + n * M * C;
+      const int64_t z = species[n];
+      for (size_t v = 0; v < entries.size(); ++v) {
+        const int64_t nu = v + 1, E = entries[v];
+        const T* vals = values[v] + z * E * C;
+        for (int64_t e = 0; e < E; ++e) {
+          const int64_t* f = factors[v] + e * nu;
+          const T* t = vals + e * C;
+          const T* go = gBn + outputs[v][e] * C;
+          for (int64_t c = 0; c < C; ++c) g[c] = t[c] * go[c];
+          // d/dA_f[i] of prod_j A_f[j] = prod_{j != i} A_f[j]
+          for (int64_t i = 0; i < nu; ++i) {
+            for (int64_t c = 0; c < C; ++c) partial[c] = g[c];
+            for (int64_t jj = 0; jj < nu; ++jj) {
+              if (jj == i) continue;
+              const T* b = An + f[jj] * C;
+              for (int64_t c = 0; c < C; ++c) partial[c] *= b[c];
+            }
+            T* ga = gAn + f[i] * C;
+            for (int64_t c = 0; c < C; ++c) ga[c] += partial[c];
+          }
+        }
+      }
+    }
+  });
+}
+
+}  // namespace
+
+// factors[v]: (E_v, v+1) int64 component indices; outputs[v]: (E_v,) output component;
+// values[v]: (Z, E_v, C) per-element, per-channel coefficients.
+torch::Tensor sc_forward(torch::Tensor A, torch::Tensor species, int64_t M,
+                         std::vector<torch::Tensor> factors, std::vector<torch::Tensor> outputs,
+                         std::vector<torch::Tensor> values) {
+  A = A.contiguous(); species = species.contiguous();
+  const int64_t N = A.size(0), D = A.size(1), C = A.size(2);
+  auto B = torch::zeros({N, M, C}, A.options());
+  std::vector<const int64_t*> f, o;
+  std::vector<int64_t> entries;
+  for (size_t v = 0; v < factors.size(); ++v) {
+    factors[v] = factors[v].contiguous(); outputs[v] = outputs[v].contiguous();
+    values[v] = values[v].contiguous();
+    f.push_back(factors[v].data_ptr<int64_t>());
+    o.push_back(outputs[v].data_ptr<int64_t>());
+    entries.push_back(outputs[v].size(0));
+  }
+  AT_DISPATCH_FLOATING_TYPES(A.scalar_type(), "sc_forward", [&] {
+    std::vector<const scalar_t*> vals;
+    for (auto& t : values) vals.push_back(t.data_ptr<scalar_t>());
+    sc_forward_impl<scalar_t>(A.data_ptr<scalar_t>(), species.data_ptr<int64_t>(),
+                              B.data_ptr<scalar_t>(), N, D, C, M, f, o, vals, entries);
+  });
+  return B;
+}
+
+torch::Tensor sc_backward(torch::Tensor gB, torch::Tensor A, torch::Tensor species,
+                          std::vector<torch::Tensor> factors, std::vector<torch::Tensor> outputs,
+                          std::vector<torch::Tensor> values) {
+  gB = gB.contiguous(); A = A.contiguous(); species = species.contiguous();
+  const int64_t N = A.size(0), D = A.size(1), C = A.size(2), M = gB.size(1);
+  auto gA = torch::zeros_like(A);
+  std::vector<const int64_t*> f, o;
+  std::vector<int64_t> entries;
+  for (size_t v = 0; v < factors.size(); ++v) {
+    factors[v] = factors[v].contiguous(); outputs[v] = outputs[v].contiguous();
+    values[v] = values[v].contiguous();
+    f.push_back(factors[v].data_ptr<int64_t>());
+    o.push_back(outputs[v].data_ptr<int64_t>());
+    entries.push_back(outputs[v].size(0));
+  }
+  AT_DISPATCH_FLOATING_TYPES(A.scalar_type(), "sc_backward", [&] {
+    std::vector<const scalar_t*> vals;
+    for (auto& t : values) vals.push_back(t.data_ptr<scalar_t>());
+    sc_backward_impl<scalar_t>(gB.data_ptr<scalar_t>(), A.data_ptr<scalar_t>(),
+                               species.data_ptr<int64_t>(), gA.data_ptr<scalar_t>(), N, D, C, M,
+                               f, o, vals, entries);
+  });
+  return gA;
+}
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("tp_forward", &tp_forward, "edge tensor product, forward");
+  m.def("tp_backward", &tp_backward, "edge tensor product, backward");
+  m.def("sc_forward", &sc_forward, "symmetric contraction, forward");
+  m.def("sc_backward", &sc_backward, "symmetric contraction, backward");
+}
