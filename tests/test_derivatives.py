@@ -108,3 +108,25 @@ def test_hessian_vector_product_matches_dense(model):
     )
     hv = hessian_vector_product(frozen, graph, v).numpy().reshape(2, -1)
     assert np.allclose(hv, v.numpy().reshape(2, -1) @ hess.T, atol=1e-10)
+
+
+def test_rigid_body_modes_span_and_projection():
+    from equipot.physics.modes import project_out, rigid_body_modes
+
+    molecule = random_cluster(5, seed=3)
+    modes = rigid_body_modes(molecule.positions)
+    assert modes.shape == (6, 15)
+    assert np.allclose(modes @ modes.T, np.eye(6), atol=1e-12)
+    linear = np.array([[0.0, 0.0, z] for z in (0.0, 1.1, 2.3)])
+    assert rigid_body_modes(linear).shape[0] == 5  # a linear molecule has two rotations
+    assert rigid_body_modes(molecule.positions, rotations=False).shape[0] == 3
+    hess = equipot.hessian(small_model_for_modes(), molecule)
+    projected = project_out(hess, modes)
+    assert np.abs(projected @ modes.T).max() < 1e-12
+    assert np.allclose(projected, projected.T)
+
+
+def small_model_for_modes():
+    from tests.conftest import small_model
+
+    return small_model(seed=5)

@@ -24,9 +24,7 @@ def frozen_copy(model: EnergyModel, dtype: torch.dtype, device: torch.device | s
     frozen = copy.deepcopy(model).to(device=device, dtype=dtype).eval()
     for p in frozen.parameters():
         p.requires_grad_(False)
-    for layer in frozen.layers:
-        layer.memory_efficient = True
-    return frozen
+    return frozen.set_execution(kernels=True, memory_efficient=True)
 
 
 def atoms_to_graph(

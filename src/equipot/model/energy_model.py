@@ -65,6 +65,21 @@ class EnergyModel(nn.Module):
             for t in range(c.num_layers)
         )
 
+    def set_execution(self, *, kernels: bool, memory_efficient: bool) -> EnergyModel:
+        """Choose how the same function is computed (results agree to rounding):
+
+        * ``kernels``: fused CPU kernels for the tensor product and symmetric contraction
+          (first derivatives; double derivatives fall back to the PyTorch reference). Turn
+          off for training on forces, where every backward pass is differentiated again.
+        * ``memory_efficient``: evaluate large systems in chunks of atoms and recompute them
+          in the backward pass instead of storing per-edge intermediates.
+        """
+        for layer in self.layers:
+            layer.tensor_product.use_kernel = kernels
+            layer.product.use_kernel = kernels
+            layer.memory_efficient = memory_efficient
+        return self
+
     def save(self, path, extra: dict | None = None):
         """Write this model to a file (see :func:`equipot.model.io.save_model`)."""
         from equipot.model.io import save_model

@@ -165,13 +165,15 @@ class SymmetricContraction(nn.Module):
             self._cache = (key, (t1, t))
         return t1, t
 
+    use_kernel: bool = True  # see EnergyModel.set_execution
+
     # Multi-element batches: contract against every element's tensor and select per atom
     # while that is cheap, else group atoms by element.
     all_elements_below = 8192
 
     def forward(self, A: Tensor, species: Species) -> Tensor:
         frozen = not any(w.requires_grad for w in self.weights)
-        if frozen and A.device.type == "cpu" and cpu_kernels() is not None:
+        if self.use_kernel and frozen and A.device.type == "cpu" and cpu_kernels() is not None:
             return _KernelContraction.apply(A, species, self)
         return self.reference(A, species)
 

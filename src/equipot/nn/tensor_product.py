@@ -64,6 +64,8 @@ class EdgeTensorProduct(nn.Module):
         self._build_kernel_tables(column)
         self._build_reference_tables(column)
 
+    use_kernel: bool = True  # see EnergyModel.set_execution
+
     @property
     def num_paths(self) -> int:
         return len(self.paths)
@@ -101,7 +103,7 @@ class EdgeTensorProduct(nn.Module):
         self.constants.add("cg", np.concatenate(rows))  # (Q, D_sh, columns)
 
     def forward(self, h: Tensor, Y: Tensor, R: Tensor, neighbors: Tensor, counts: Tensor) -> Tensor:
-        if h.device.type == "cpu" and cpu_kernels() is not None:
+        if self.use_kernel and h.device.type == "cpu" and cpu_kernels() is not None:
             return _KernelTensorProduct.apply(h, Y, R, neighbors, counts, self)
         return self.reference(h, Y, R, neighbors, counts)
 
