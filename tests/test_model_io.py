@@ -61,3 +61,18 @@ def test_garbage_and_missing_files(tmp_path):
         equipot.load_model(path)
     with pytest.raises(FileNotFoundError):
         equipot.load_model(tmp_path / "missing.eqp")
+
+
+def test_calculator_recomputes_only_after_changes(model):
+    atoms = random_crystal(4, seed=2)
+    calc = equipot.EquipotCalculator(model)
+    atoms.calc = calc
+    e0 = atoms.get_potential_energy()
+    assert calc.check_state(atoms) == []
+    atoms.positions[0, 0] += 1e-3
+    assert calc.check_state(atoms) == ["positions"]
+    assert atoms.get_potential_energy() != e0
+    atoms.set_cell(atoms.cell * 1.01, scale_atoms=False)
+    assert "cell" in calc.check_state(atoms)
+    atoms.numbers[1] = 8
+    assert "numbers" in calc.check_state(atoms)

@@ -79,6 +79,21 @@ class EquipotCalculator(Calculator):
         self.model = frozen_copy(model, self.dtype, self.device)
         self.cutoff = model.config.r_max
 
+    def check_state(self, atoms, tol=1e-15):
+        """What changed since the last calculation: exact comparisons of the few properties
+        the model reads (ASE's generic version compares everything with ``isclose``, which
+        costs as much as a small-molecule evaluation)."""
+        old = self.atoms
+        if old is None or len(old) != len(atoms):
+            return list(all_changes)
+        checks = (
+            ("positions", old.positions, atoms.positions),
+            ("numbers", old.numbers, atoms.numbers),
+            ("cell", old.cell.array, atoms.cell.array),
+            ("pbc", old.pbc, atoms.pbc),
+        )
+        return [name for name, a, b in checks if not np.array_equal(a, b)]
+
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
         atoms = self.atoms

@@ -68,29 +68,50 @@ inline void path_weights(const PathTables& tb, int64_t p, const T* y, T* w) {
     w[tb.m1[e] * kMaxM + tb.mo[e]] += T(tb.val[e]) * y[tb.y0[p] + tb.m2[e]];
 }
 
-// out[c] += R[c] * sum_{m1 < M1} w[m1] * h[m1, c]: fixed M1 so the compiler unrolls the m1 loop
-// and vectorises over channels.
-template <typename T, int M1>
-inline void accumulate_path(T* __restrict__ out, const T* __restrict__ Rp,
-                            const T* __restrict__ hp, const T* w, int64_t C) {
-  T wl[M1];
-  for (int m1 = 0; m1 < M1; ++m1) wl[m1] = w[m1 * kMaxM];
+// For one (slot, path): out_M[c] += sum_{m1} w[m1, M] R[c] h[m1, c] for all M. M1 (feature
+// components) and MN (output components) are compile-time; every channel loop is a simple
+// vectorisable pass (rh is a small scratch buffer of M1 x C values).
+template <typename T, int M1, int MN>
+inline void forward_path(T* const* out, const T* __restrict__ Rp, const T* __restrict__ hp,
+                         const T* w, T* __restrict__ rh, int64_t C) {
+  for (int m1 = 0; m1 < M1; ++m1) {
+    const T* __restrict__ h = hp + m1 * C;
+    T* __restrict__ o = rh + m1 * C;
 #pragma omp simd
-  for (int64_t c = 0; c < C; ++c) {
-    T t = T(0);
-    for (int m1 = 0; m1 < M1; ++m1) t += wl[m1] * hp[m1 * C + c];
-    out[c] += Rp[c] * t;
+    for (int64_t c = 0; c < C; ++c) o[c] = Rp[c] * h[c];
+  }
+  for (int M = 0; M < MN; ++M) {
+    T wl[M1];
+    for (int m1 = 0; m1 < M1; ++m1) wl[m1] = w[m1 * kMaxM + M];
+    T* __restrict__ o = out[M];
+#pragma omp simd
+    for (int64_t c = 0; c < C; ++c) {
+      T t = T(0);
+      for (int m1 = 0; m1 < M1; ++m1) t += wl[m1] * rh[m1 * C + c];
+      o[c] += t;
+    }
+  }
+}
+
+template <typename T, int M1>
+inline void forward_path_mn(int64_t mn, T* const* out, const T* Rp, const T* hp, const T* w,
+                            T* rh, int64_t C) {
+  switch (mn) {
+    case 1: forward_path<T, M1, 1>(out, Rp, hp, w, rh, C); break;
+    case 3: forward_path<T, M1, 3>(out, Rp, hp, w, rh, C); break;
+    case 5: forward_path<T, M1, 5>(out, Rp, hp, w, rh, C); break;
+    default: forward_path<T, M1, 7>(out, Rp, hp, w, rh, C); break;
   }
 }
 
 template <typename T>
-inline void accumulate_path_dispatch(int64_t m1n, T* out, const T* Rp, const T* hp, const T* w,
-                                     int64_t C) {
+inline void forward_path_dispatch(int64_t m1n, int64_t mn, T* const* out, const T* Rp,
+                                  const T* hp, const T* w, T* rh, int64_t C) {
   switch (m1n) {
-    case 1: accumulate_path<T, 1>(out, Rp, hp, w, C); break;
-    case 3: accumulate_path<T, 3>(out, Rp, hp, w, C); break;
-    case 5: accumulate_path<T, 5>(out, Rp, hp, w, C); break;
-    default: accumulate_path<T, 7>(out, Rp, hp, w, C); break;
+    case 1: forward_path_mn<T, 1>(mn, out, Rp, hp, w, rh, C); break;
+    case 3: forward_path_mn<T, 3>(mn, out, Rp, hp, w, rh, C); break;
+    case 5: forward_path_mn<T, 5>(mn, out, Rp, hp, w, rh, C); break;
+    default: forward_path_mn<T, 7>(mn, out, Rp, hp, w, rh, C); break;
   }
 }
 
@@ -98,8 +119,9 @@ template <typename T>
 void tp_forward_impl(const T* h, const T* Y, const T* R, const int64_t* nbr, const int64_t* count,
                      T* S, int64_t N, int64_t K, int64_t C, int64_t Din, int64_t Dsh, int64_t P,
                      int64_t ncols, const PathTables& tb) {
-  at::parallel_for(0, N, 1, [&](int64_t n0, int64_t n1) {
+  at::parallel_for(0, N, 4, [&](int64_t n0, int64_t n1) {
     T w[kMaxM1 * kMaxM];
+    std::vector<T> rh(kMaxM1 * C);
     for (int64_t n = n0; n < n1; ++n) {
       T* Sn = S + n * ncols * C;
       for (int64_t k = 0; k < count[n]; ++k) {
@@ -108,66 +130,81 @@ void tp_forward_impl(const T* h, const T* Y, const T* R, const int64_t* nbr, con
         const T* y = Y + slot * Dsh;
         for (int64_t p = 0; p < P; ++p) {
           path_weights(tb, p, y, w);
-          const T* Rp = R + (slot * P + p) * C;
-          const T* hp = hj + tb.a0[p] * C;
-          for (int64_t M = 0; M < tb.mn[p]; ++M)
-            accumulate_path_dispatch(tb.m1n[p], Sn + tb.cols[p * kMaxM + M] * C, Rp, hp, w + M,
-                                     C);
+          T* out[kMaxM];
+          for (int64_t M = 0; M < tb.mn[p]; ++M) out[M] = Sn + tb.cols[p * kMaxM + M] * C;
+          forward_path_dispatch(tb.m1n[p], tb.mn[p], out, R + (slot * P + p) * C,
+                                hj + tb.a0[p] * C, w, rh.data(), C);
         }
       }
     }
   });
 }
 
-// Backward of accumulate_path for one (slot, path, M), given g = dL/dS[col]:
-//   gR[c] += g[c] * t[c],  t[c] = sum_m1 w[m1] h[m1,c]
-//   gh[m1,c] += w[m1] * R[c] * g[c]          gw[m1] += sum_c h[m1,c] * R[c] * g[c]
-template <typename T, int M1>
-inline void backward_path(const T* __restrict__ g, const T* __restrict__ Rp,
-                          const T* __restrict__ hp, const T* w, T* __restrict__ gRp,
-                          T* __restrict__ ghp, T* gw, int64_t C) {
-  T wl[M1], acc[M1];
+// Backward of forward_path for one (slot, path), with g_M = dL/dS[col(p, M)]:
+//   gw[m1, M] += sum_c h[m1, c] R[c] g_M[c]
+//   v_m1[c]   = sum_M w[m1, M] g_M[c]
+//   gR[c]     = sum_m1 h[m1, c] v_m1[c]        (written: one path owns this row of gR)
+//   gh[m1, c] += R[c] v_m1[c]
+// as separate vectorisable passes over channels (scratch: M1 x C values).
+template <typename T, int M1, int MN>
+inline void backward_path(const T* const* g, const T* __restrict__ Rp, const T* __restrict__ hp,
+                          const T* w, T* __restrict__ gRp, T* __restrict__ ghp, T* gw,
+                          T* __restrict__ scratch, int64_t C) {
   for (int m1 = 0; m1 < M1; ++m1) {
-    wl[m1] = w[m1 * kMaxM];
-    acc[m1] = T(0);
-  }
-  if (ghp != nullptr) {
-#pragma omp simd reduction(+ : acc[:M1])
-    for (int64_t c = 0; c < C; ++c) {
-      const T rg = Rp[c] * g[c];
-      T t = T(0);
-      for (int m1 = 0; m1 < M1; ++m1) {
-        const T hv = hp[m1 * C + c];
-        t += wl[m1] * hv;
-        acc[m1] += hv * rg;
-        ghp[m1 * C + c] += wl[m1] * rg;
-      }
-      gRp[c] += g[c] * t;
-    }
-  } else {
-#pragma omp simd reduction(+ : acc[:M1])
-    for (int64_t c = 0; c < C; ++c) {
-      const T rg = Rp[c] * g[c];
-      T t = T(0);
-      for (int m1 = 0; m1 < M1; ++m1) {
-        const T hv = hp[m1 * C + c];
-        t += wl[m1] * hv;
-        acc[m1] += hv * rg;
-      }
-      gRp[c] += g[c] * t;
+    const T* __restrict__ h = hp + m1 * C;
+    T* __restrict__ hr = scratch + m1 * C;
+#pragma omp simd
+    for (int64_t c = 0; c < C; ++c) hr[c] = h[c] * Rp[c];
+    for (int M = 0; M < MN; ++M) {
+      const T* __restrict__ gM = g[M];
+      T s = T(0);
+#pragma omp simd reduction(+ : s)
+      for (int64_t c = 0; c < C; ++c) s += hr[c] * gM[c];
+      gw[m1 * kMaxM + M] += s;
     }
   }
-  for (int m1 = 0; m1 < M1; ++m1) gw[m1 * kMaxM] += acc[m1];
+#pragma omp simd
+  for (int64_t c = 0; c < C; ++c) gRp[c] = T(0);
+  for (int m1 = 0; m1 < M1; ++m1) {
+    T wl[MN];
+    for (int M = 0; M < MN; ++M) wl[M] = w[m1 * kMaxM + M];
+    const T* __restrict__ h = hp + m1 * C;
+    T* __restrict__ v = scratch + m1 * C;  // reuse: hr of this m1 is no longer needed
+#pragma omp simd
+    for (int64_t c = 0; c < C; ++c) {
+      T t = T(0);
+      for (int M = 0; M < MN; ++M) t += wl[M] * g[M][c];
+      v[c] = t;
+      gRp[c] += h[c] * t;
+    }
+    if (ghp != nullptr) {
+      T* __restrict__ gh = ghp + m1 * C;
+#pragma omp simd
+      for (int64_t c = 0; c < C; ++c) gh[c] += Rp[c] * v[c];
+    }
+  }
+}
+
+template <typename T, int M1>
+inline void backward_path_mn(int64_t mn, const T* const* g, const T* Rp, const T* hp,
+                             const T* w, T* gRp, T* ghp, T* gw, T* scratch, int64_t C) {
+  switch (mn) {
+    case 1: backward_path<T, M1, 1>(g, Rp, hp, w, gRp, ghp, gw, scratch, C); break;
+    case 3: backward_path<T, M1, 3>(g, Rp, hp, w, gRp, ghp, gw, scratch, C); break;
+    case 5: backward_path<T, M1, 5>(g, Rp, hp, w, gRp, ghp, gw, scratch, C); break;
+    default: backward_path<T, M1, 7>(g, Rp, hp, w, gRp, ghp, gw, scratch, C); break;
+  }
 }
 
 template <typename T>
-inline void backward_path_dispatch(int64_t m1n, const T* g, const T* Rp, const T* hp, const T* w,
-                                   T* gRp, T* ghp, T* gw, int64_t C) {
+inline void backward_path_dispatch(int64_t m1n, int64_t mn, const T* const* g, const T* Rp,
+                                   const T* hp, const T* w, T* gRp, T* ghp, T* gw, T* scratch,
+                                   int64_t C) {
   switch (m1n) {
-    case 1: backward_path<T, 1>(g, Rp, hp, w, gRp, ghp, gw, C); break;
-    case 3: backward_path<T, 3>(g, Rp, hp, w, gRp, ghp, gw, C); break;
-    case 5: backward_path<T, 5>(g, Rp, hp, w, gRp, ghp, gw, C); break;
-    default: backward_path<T, 7>(g, Rp, hp, w, gRp, ghp, gw, C); break;
+    case 1: backward_path_mn<T, 1>(mn, g, Rp, hp, w, gRp, ghp, gw, scratch, C); break;
+    case 3: backward_path_mn<T, 3>(mn, g, Rp, hp, w, gRp, ghp, gw, scratch, C); break;
+    case 5: backward_path_mn<T, 5>(mn, g, Rp, hp, w, gRp, ghp, gw, scratch, C); break;
+    default: backward_path_mn<T, 7>(mn, g, Rp, hp, w, gRp, ghp, gw, scratch, C); break;
   }
 }
 
@@ -176,10 +213,11 @@ void tp_backward_impl(const T* gS, const T* h, const T* Y, const T* R, const int
                       const int64_t* count, T* gh_threads, T* gY, T* gR, int64_t Ns, int64_t N,
                       int64_t K, int64_t C, int64_t Din, int64_t Dsh, int64_t P, int64_t ncols,
                       bool need_h, const PathTables& tb) {
-  at::parallel_for(0, N, 1, [&](int64_t n0, int64_t n1) {
+  at::parallel_for(0, N, 4, [&](int64_t n0, int64_t n1) {
     T* gh = need_h ? gh_threads + at::get_thread_num() * Ns * Din * C : nullptr;
     T w[kMaxM1 * kMaxM];
     T gw[kMaxM1 * kMaxM];
+    std::vector<T> scratch(kMaxM1 * C);
     for (int64_t n = n0; n < n1; ++n) {
       const T* gSn = gS + n * ncols * C;
       // gR and gY come uninitialised: empty slots get zeros, occupied ones are written below
@@ -197,14 +235,12 @@ void tp_backward_impl(const T* gS, const T* h, const T* Y, const T* R, const int
         for (int64_t p = 0; p < P; ++p) {
           path_weights(tb, p, y, w);
           for (int64_t i = 0; i < kMaxM1 * kMaxM; ++i) gw[i] = T(0);
-          const T* Rp = R + (slot * P + p) * C;
-          T* gRp = gR + (slot * P + p) * C;
-          for (int64_t c = 0; c < C; ++c) gRp[c] = T(0);
-          const T* hp = hj + tb.a0[p] * C;
+          const T* gM[kMaxM];
+          for (int64_t M = 0; M < tb.mn[p]; ++M) gM[M] = gSn + tb.cols[p * kMaxM + M] * C;
           T* ghp = need_h ? gh + (j * Din + tb.a0[p]) * C : nullptr;
-          for (int64_t M = 0; M < tb.mn[p]; ++M)
-            backward_path_dispatch(tb.m1n[p], gSn + tb.cols[p * kMaxM + M] * C, Rp, hp, w + M,
-                                   gRp, ghp, gw + M, C);
+          backward_path_dispatch(tb.m1n[p], tb.mn[p], gM, R + (slot * P + p) * C,
+                                 hj + tb.a0[p] * C, w, gR + (slot * P + p) * C, ghp, gw,
+                                 scratch.data(), C);
           for (int64_t e = tb.ptr[p]; e < tb.ptr[p + 1]; ++e)
             gy[tb.y0[p] + tb.m2[e]] += T(tb.val[e]) * gw[tb.m1[e] * kMaxM + tb.mo[e]];
         }
@@ -263,31 +299,75 @@ std::vector<torch::Tensor> tp_backward(torch::Tensor gS, torch::Tensor h, torch:
 
 namespace {
 
+// One term of order NU: out[c] += t[c] * prod_i a_i[c].
+template <typename T, int NU>
+inline void term_forward(T* out, const T* t, const T* const* a, int64_t C) {
+#pragma omp simd
+  for (int64_t c = 0; c < C; ++c) {
+    T p = t[c];
+    for (int i = 0; i < NU; ++i) p *= a[i][c];
+    out[c] += p;
+  }
+}
+
+// Its backward: ga_i[c] += t[c] go[c] prod_{j != i} a_j[c]. Factors may repeat (A_a^2 terms),
+// so the ga_i can be the same array: one vectorised pass per factor, each writing one array.
+template <typename T, int NU>
+inline void term_backward(T* const* ga, const T* t, const T* go, const T* const* a, int64_t C) {
+  for (int i = 0; i < NU; ++i) {
+    T* out = ga[i];
+#pragma omp simd
+    for (int64_t c = 0; c < C; ++c) {
+      T p = t[c] * go[c];
+      for (int j = 0; j < NU; ++j)
+        if (j != i) p *= a[j][c];
+      out[c] += p;
+    }
+  }
+}
+
+template <typename T, int NU>
+void terms_forward(const T* An, T* Bn, const int64_t* factors, const int64_t* outputs,
+                   const T* vals, int64_t E, int64_t C) {
+  const T* a[NU];
+  for (int64_t e = 0; e < E; ++e) {
+    for (int i = 0; i < NU; ++i) a[i] = An + factors[e * NU + i] * C;
+    term_forward<T, NU>(Bn + outputs[e] * C, vals + e * C, a, C);
+  }
+}
+
+template <typename T, int NU>
+void terms_backward(const T* An, T* gAn, const T* gBn, const int64_t* factors,
+                    const int64_t* outputs, const T* vals, int64_t E, int64_t C) {
+  const T* a[NU];
+  T* ga[NU];
+  for (int64_t e = 0; e < E; ++e) {
+    for (int i = 0; i < NU; ++i) {
+      a[i] = An + factors[e * NU + i] * C;
+      ga[i] = gAn + factors[e * NU + i] * C;
+    }
+    term_backward<T, NU>(ga, vals + e * C, gBn + outputs[e] * C, a, C);
+  }
+}
+
 template <typename T>
 void sc_forward_impl(const T* A, const int64_t* species, T* B, int64_t N, int64_t D, int64_t C,
                      int64_t M, const std::vector<const int64_t*>& factors,
                      const std::vector<const int64_t*>& outputs,
                      const std::vector<const T*>& values, const std::vector<int64_t>& entries) {
-  at::parallel_for(0, N, 1, [&](int64_t n0, int64_t n1) {
-    std::vector<T> prod(C);
+  at::parallel_for(0, N, 8, [&](int64_t n0, int64_t n1) {
     for (int64_t n = n0; n < n1; ++n) {
       const T* An = A + n * D * C;
       T* Bn = B + n * M * C;
       const int64_t z = species[n];
       for (size_t v = 0; v < entries.size(); ++v) {
-        const int64_t nu = v + 1, E = entries[v];
+        const int64_t E = entries[v];
         const T* vals = values[v] + z * E * C;
-        for (int64_t e = 0; e < E; ++e) {
-          const int64_t* f = factors[v] + e * nu;
-          const T* t = vals + e * C;
-          T* out = Bn + outputs[v][e] * C;
-          const T* a = An + f[0] * C;
-          for (int64_t c = 0; c < C; ++c) prod[c] = t[c] * a[c];
-          for (int64_t i = 1; i < nu; ++i) {
-            const T* b = An + f[i] * C;
-            for (int64_t c = 0; c < C; ++c) prod[c] *= b[c];
-          }
-          for (int64_t c = 0; c < C; ++c) out[c] += prod[c];
+        switch (v + 1) {
+          case 1: terms_forward<T, 1>(An, Bn, factors[v], outputs[v], vals, E, C); break;
+          case 2: terms_forward<T, 2>(An, Bn, factors[v], outputs[v], vals, E, C); break;
+          case 3: terms_forward<T, 3>(An, Bn, factors[v], outputs[v], vals, E, C); break;
+          default: terms_forward<T, 4>(An, Bn, factors[v], outputs[v], vals, E, C); break;
         }
       }
     }
@@ -299,32 +379,20 @@ void sc_backward_impl(const T* gB, const T* A, const int64_t* species, T* gA, in
                       int64_t D, int64_t C, int64_t M, const std::vector<const int64_t*>& factors,
                       const std::vector<const int64_t*>& outputs,
                       const std::vector<const T*>& values, const std::vector<int64_t>& entries) {
-  at::parallel_for(0, N, 1, [&](int64_t n0, int64_t n1) {
-    std::vector<T> g(C), partial(C);
+  at::parallel_for(0, N, 8, [&](int64_t n0, int64_t n1) {
     for (int64_t n = n0; n < n1; ++n) {
       const T* An = A + n * D * C;
       T* gAn = gA + n * D * C;
       const T* gBn = gB + n * M * C;
       const int64_t z = species[n];
       for (size_t v = 0; v < entries.size(); ++v) {
-        const int64_t nu = v + 1, E = entries[v];
+        const int64_t E = entries[v];
         const T* vals = values[v] + z * E * C;
-        for (int64_t e = 0; e < E; ++e) {
-          const int64_t* f = factors[v] + e * nu;
-          const T* t = vals + e * C;
-          const T* go = gBn + outputs[v][e] * C;
-          for (int64_t c = 0; c < C; ++c) g[c] = t[c] * go[c];
-          // d/dA_f[i] of prod_j A_f[j] = prod_{j != i} A_f[j]
-          for (int64_t i = 0; i < nu; ++i) {
-            for (int64_t c = 0; c < C; ++c) partial[c] = g[c];
-            for (int64_t jj = 0; jj < nu; ++jj) {
-              if (jj == i) continue;
-              const T* b = An + f[jj] * C;
-              for (int64_t c = 0; c < C; ++c) partial[c] *= b[c];
-            }
-            T* ga = gAn + f[i] * C;
-            for (int64_t c = 0; c < C; ++c) ga[c] += partial[c];
-          }
+        switch (v + 1) {
+          case 1: terms_backward<T, 1>(An, gAn, gBn, factors[v], outputs[v], vals, E, C); break;
+          case 2: terms_backward<T, 2>(An, gAn, gBn, factors[v], outputs[v], vals, E, C); break;
+          case 3: terms_backward<T, 3>(An, gAn, gBn, factors[v], outputs[v], vals, E, C); break;
+          default: terms_backward<T, 4>(An, gAn, gBn, factors[v], outputs[v], vals, E, C); break;
         }
       }
     }

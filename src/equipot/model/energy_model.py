@@ -18,11 +18,10 @@ from equipot.graph import AtomicGraph
 from equipot.model.config import ModelConfig
 from equipot.model.layers import InteractionLayer
 from equipot.nn.constants import Constants
+from equipot.nn.edge_features import EdgeFeatures
 from equipot.nn.linear import init_weight
 from equipot.nn.neighborhood import pad_neighbors
-from equipot.nn.radial import BesselBasis, PolynomialEnvelope
 from equipot.nn.species import Species
-from equipot.nn.spherical import SphericalHarmonics
 
 
 @dataclass
@@ -44,10 +43,8 @@ class EnergyModel(nn.Module):
         self.register_buffer("species_of_z", index, persistent=False)
         self.constants = Constants(e0=np.array([c.e0.get(e, 0.0) for e in c.elements]))
 
-        self.embedding = nn.Parameter(init_weight(n_el, c.channels).squeeze(0) * n_el**0.5)
-        self.spherical_harmonics = SphericalHarmonics(c.l_max)
-        self.radial_basis = BesselBasis(c.r_max, c.num_radial)
-        self.envelope = PolynomialEnvelope(c.r_max, c.envelope_exponent)
+        self.embedding = nn.Parameter(init_weight(n_el, c.channels) * n_el**0.5)
+        self.edge_features = EdgeFeatures(c.r_max, c.l_max, c.num_radial, c.envelope_exponent)
         self.layers = nn.ModuleList(
             InteractionLayer(
                 num_elements=n_el,
@@ -74,9 +71,10 @@ class EnergyModel(nn.Module):
         * ``memory_efficient``: evaluate large systems in chunks of atoms and recompute them
           in the backward pass instead of storing per-edge intermediates.
         """
+        self.edge_features.fused = kernels
         for layer in self.layers:
-            layer.tensor_product.use_kernel = kernels
-            layer.product.use_kernel = kernels
+            layer.edge.tensor_product.use_kernel = kernels
+            layer.node.product.use_kernel = kernels
             layer.memory_efficient = memory_efficient
         return self
 
@@ -120,10 +118,7 @@ class EnergyModel(nn.Module):
         )
         far = vectors.new_tensor([2.0 * c.r_max, 0.0, 0.0])  # empty slots: beyond the cutoff
         vectors = padded.scatter(vectors, fill=far)  # (N, K, 3)
-        lengths = torch.linalg.vector_norm(vectors, dim=-1)
-        envelope = self.envelope(lengths)  # (N, K)
-        radial = self.radial_basis(lengths) * envelope.unsqueeze(-1)
-        Y = self.spherical_harmonics(vectors)
+        Y, radial, envelope = self.edge_features(vectors)  # (N,K,D), (N,K,n_radial), (N,K)
         inv_avg = 1.0 / c.avg_num_neighbors
 
         h = self.embedding[species.index].unsqueeze(1)  # (N, 1, C)

@@ -34,3 +34,19 @@ class Constants:
             tensor = torch.as_tensor(array, dtype=dtype, device=like.device)
             self._cache[key] = tensor
         return tensor
+
+
+def parameter_list(module: torch.nn.Module) -> list[torch.nn.Parameter]:
+    """The module's parameters as a plain list, built once (a hot-path shortcut for
+    ``module.parameters()``, which walks the module tree on every call). Kept in ``__dict__``
+    so it is not registered as state; ``deepcopy`` maps it onto the copy's parameters."""
+    params = module.__dict__.get("_parameter_list")
+    if params is None:
+        params = list(module.parameters())
+        module.__dict__["_parameter_list"] = params
+    return params
+
+
+def is_frozen(module: torch.nn.Module) -> bool:
+    """True when no parameter of ``module`` requires a gradient (inference)."""
+    return not any(p.requires_grad for p in parameter_list(module))

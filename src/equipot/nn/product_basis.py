@@ -122,11 +122,18 @@ class SymmetricContraction(nn.Module):
         return values
 
     def kernel_terms(self, like: Tensor) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
+        """Factor indices, output indices and per-element values of every non-zero term."""
+        values = self._term_values()
+        key = (like.dtype, like.device, tuple(id(v) for v in values))
+        cached = self.__dict__.get("_kernel_terms")
+        if cached is not None and cached[0] == key:
+            return cached[1]
         orders = range(1, self.correlation + 1)
         factors = [self.constants.get(f"factors_{nu}", like) for nu in orders]
         outputs = [self.constants.get(f"outputs_{nu}", like) for nu in orders]
-        values = [v.to(like.dtype) for v in self._term_values()]
-        return factors, outputs, values
+        terms = (factors, outputs, [v.to(like.dtype) for v in values])
+        self.__dict__["_kernel_terms"] = (key, terms)
+        return terms
 
     @staticmethod
     def _fold(u: np.ndarray, nu: int, pairs: np.ndarray) -> np.ndarray:

@@ -34,6 +34,13 @@ class BesselBasis(nn.Module):
         r = r.unsqueeze(-1)
         return self.prefactor * torch.sin(self.constants.get("frequencies", r) * r) / r
 
+    def value_and_derivative(self, r: Tensor) -> tuple[Tensor, Tensor]:
+        """b_n(r) and b_n'(r) = √(2/r_c) (f_n r cos(f_n r) − sin(f_n r)) / r²."""
+        r = r.unsqueeze(-1)
+        fr = self.constants.get("frequencies", r) * r
+        sin, cos = torch.sin(fr), torch.cos(fr)
+        return self.prefactor * sin / r, self.prefactor * (fr * cos - sin) / (r * r)
+
 
 class PolynomialEnvelope(nn.Module):
     def __init__(self, r_max: float, p: int = 6):
@@ -52,6 +59,19 @@ class PolynomialEnvelope(nn.Module):
             - p * (p + 1) / 2 * d_p * d * d
         )
         return torch.where(d < 1.0, value, torch.zeros_like(value))
+
+    def value_and_derivative(self, r: Tensor) -> tuple[Tensor, Tensor]:
+        """u(r) and u'(r) = (p/r_c)·d^(p−1)·(−(p+1)(p+2)/2 + (p+1)(p+2)·d − (p+1)(p+2)/2·d²)."""
+        p = self.p
+        d = r / self.r_max
+        d_p1 = d ** (p - 1)
+        d_p = d_p1 * d
+        c = (p + 1) * (p + 2) / 2
+        value = 1.0 - c * d_p + p * (p + 2) * d_p * d - p * (p + 1) / 2 * d_p * d * d
+        slope = (p / self.r_max) * d_p1 * (-c + 2 * c * d - c * d * d)
+        inside = d < 1.0
+        zero = torch.zeros_like(value)
+        return torch.where(inside, value, zero), torch.where(inside, slope, zero)
 
 
 class RadialMLP(nn.Module):

@@ -20,14 +20,17 @@ from torch import Tensor, nn
 from equipot.nn.constants import Constants
 
 
+def _powers(u: Tensor, lmax: int) -> list[Tensor]:
+    """[1, u, u⊗u, ...]: the tensor powers of ``u`` up to ``lmax``, each flattened (..., 3^k)."""
+    powers = [torch.ones_like(u[..., :1])]
+    for k in range(1, lmax + 1):
+        powers.append(u if k == 1 else (powers[-1].unsqueeze(-1) * u.unsqueeze(-2)).flatten(-2))
+    return powers
+
+
 def _monomials(u: Tensor, lmax: int) -> Tensor:
     """All products of up to ``lmax`` components of ``u`` (with repeats), shape (..., Σ 3^k)."""
-    terms = [torch.ones_like(u[..., :1])]
-    power = None
-    for _ in range(lmax):
-        power = u if power is None else (power.unsqueeze(-1) * u.unsqueeze(-2)).flatten(-2)
-        terms.append(power)
-    return torch.cat(terms, dim=-1)
+    return torch.cat(_powers(u, lmax), dim=-1)
 
 
 @functools.cache
@@ -62,6 +65,27 @@ class SphericalHarmonics(nn.Module):
         self.lmax = lmax
         self.constants = Constants(coefficients=monomial_coefficients(lmax))
 
-    def forward(self, vectors: Tensor) -> Tensor:
-        unit = vectors / torch.linalg.vector_norm(vectors, dim=-1, keepdim=True)
+    def forward(self, vectors: Tensor, lengths: Tensor | None = None) -> Tensor:
+        if lengths is None:
+            lengths = torch.linalg.vector_norm(vectors, dim=-1)
+        unit = vectors / lengths.unsqueeze(-1)
         return _monomials(unit, self.lmax) @ self.constants.get("coefficients", unit)
+
+    def unit_vjp(self, unit: Tensor, grad: Tensor) -> Tensor:
+        """∂L/∂û from ∂L/∂Y at unit vectors û (first-order backward of Y = M(û)·C).
+
+        For the degree-k block, ∂/∂û_c Π_i û_{a_i} = Σ_i δ_{a_i c} Π_{j≠i} û_{a_j}: move each
+        axis i of the block's gradient to the front and contract the rest with û^{⊗(k−1)}.
+        """
+        g_monomials = grad @ self.constants.get("coefficients", unit).T
+        powers = _powers(unit, self.lmax - 1)
+        batch = unit.shape[:-1]
+        g_unit = torch.zeros_like(unit)
+        start = 1
+        for k in range(1, self.lmax + 1):
+            block = g_monomials[..., start : start + 3**k].reshape(*batch, *([3] * k))
+            start += 3**k
+            for i in range(k):
+                moved = torch.movedim(block, len(batch) + i, len(batch)).reshape(*batch, 3, -1)
+                g_unit = g_unit + (moved * powers[k - 1].unsqueeze(-2)).sum(-1)
+        return g_unit
