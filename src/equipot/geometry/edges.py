@@ -17,12 +17,13 @@ def edge_vectors(
     Shapes: positions (N, 3), cell (S, 3, 3), batch (N,), edge_index (2, E), edge_shift (E, 3).
     """
     i, j = edge_index[0], edge_index[1]
+    direct = positions.index_select(0, j) - positions.index_select(0, i)
     if cell.shape[0] == 1:
         offsets = edge_shift @ cell[0]
     else:
         offsets = torch.einsum("ek,ekl->el", edge_shift, cell.index_select(0, batch[i]))
     # index_select, not advanced indexing: its backward is a fast index_add
-    return positions.index_select(0, j) - positions.index_select(0, i) + offsets
+    return direct + offsets
 
 
 def check_min_distance(

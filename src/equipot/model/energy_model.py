@@ -132,6 +132,9 @@ class EnergyModel(nn.Module):
             + c.scale * interaction
             + c.shift * coordination
         )
-        energy = torch.zeros(graph.num_systems, dtype=h.dtype, device=h.device)
-        energy = energy.index_add(0, graph.batch, atomic)
+        if graph.num_systems == 1:
+            energy = atomic.sum().unsqueeze(0)
+        else:
+            energy = torch.zeros(graph.num_systems, dtype=h.dtype, device=h.device)
+            energy = energy.index_add(0, graph.batch, atomic)
         return ModelOutput(energy=energy, atomic_energies=atomic)

@@ -21,11 +21,14 @@ class PaddedNeighbors:
     occupied: Tensor
     counts: Tensor  # (N,) occupied slots per atom: slots 0..count-1
     max_neighbors: int
+    dense: bool = False  # every atom has K neighbours: the padded layout is a plain view
 
     def scatter(self, edge_values: Tensor, fill: float | Tensor = 0.0) -> Tensor:
         """(E, ...) per-edge values → (N, K, ...), empty slots set to ``fill``."""
         n, k = self.neighbors.shape
         rest = edge_values.shape[1:]
+        if self.dense:
+            return edge_values.view(n, k, *rest)
         out = edge_values.new_zeros((n * k, *rest)).index_copy(0, self.flat_slot, edge_values)
         if not isinstance(fill, Tensor) and fill == 0.0:
             return out.view(n, k, *rest)
@@ -40,6 +43,10 @@ def pad_neighbors(edge_index: Tensor, num_atoms: int) -> PaddedNeighbors:
         raise ValueError("edges must be sorted by their centre atom (edge_index[0])")
     counts = torch.bincount(centres, minlength=num_atoms)
     k = max(int(counts.max()), 1) if num_edges else 1
+    if num_edges == num_atoms * k:  # e.g. a small molecule, every atom sees all others
+        flat_slot = torch.arange(num_edges, device=centres.device)
+        occupied = torch.ones(num_edges, dtype=torch.bool, device=centres.device)
+        return PaddedNeighbors(flat_slot, neighbours.view(num_atoms, k), occupied, counts, k, True)
     first = torch.cumsum(counts, 0) - counts
     rank = torch.arange(num_edges, device=centres.device) - first[centres]
     flat_slot = centres * k + rank
