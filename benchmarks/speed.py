@@ -94,7 +94,10 @@ def run_case(python: str, code: str, system: str, dtype: str, threads: int) -> d
     env["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] = "1"  # mace-torch's e3nn 0.4.4 predates torch 2.6
     out = subprocess.run(
         [python, "-c", CHILD, code, system, dtype, str(repeats), str(warmup)],
-        env=env, capture_output=True, text=True, check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if out.returncode != 0:
         raise RuntimeError(f"{code} {system} {dtype} failed:\n{out.stderr[-3000:]}")
@@ -116,11 +119,15 @@ def main() -> None:
             ours = run_case(sys.executable, "equipot", system, dtype, args.threads)
             mace = run_case(args.mace_python, "mace", system, dtype, args.threads)
             row = {
-                "system": system, "atoms": ours["atoms"], "dtype": dtype,
-                "equipot_ms": 1e3 * ours["median_s"], "mace_ms": 1e3 * mace["median_s"],
+                "system": system,
+                "atoms": ours["atoms"],
+                "dtype": dtype,
+                "equipot_ms": 1e3 * ours["median_s"],
+                "mace_ms": 1e3 * mace["median_s"],
                 "speedup": mace["median_s"] / ours["median_s"],
                 "equipot_ms_per_atom": 1e3 * ours["median_s"] / ours["atoms"],
-                "equipot_peak_gb": ours["peak_rss_gb"], "mace_peak_gb": mace["peak_rss_gb"],
+                "equipot_peak_gb": ours["peak_rss_gb"],
+                "mace_peak_gb": mace["peak_rss_gb"],
                 "memory_ratio": ours["peak_rss_gb"] / mace["peak_rss_gb"],
             }
             rows.append(row)
