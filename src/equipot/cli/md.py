@@ -1,0 +1,129 @@
+"""``equipot md``: molecular dynamics (NVE, NVT, NPT, path-integral) with a trained model."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from equipot.cli.sim_common import add_model_arguments, load_potential, read_structure
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "md",
+        help="run molecular dynamics",
+        description=(
+            "Molecular dynamics with an equipot model. Units: fs, K, GPa, Å, eV. Writes an "
+            "extended-XYZ trajectory, a thermodynamic CSV log and a PNG plot of it."
+        ),
+    )
+    add_model_arguments(p)
+    p.add_argument("structure", type=Path, help="starting structure (any format ASE reads)")
+    p.add_argument("--index", default="-1", help="frame of the structure file (default last)")
+    p.add_argument("--ensemble", choices=["nve", "nvt", "npt", "pimd"], default="nve")
+    p.add_argument(
+        "--thermostat",
+        choices=["langevin", "nose-hoover"],
+        default="langevin",
+        help="NVT thermostat (NPT and PIMD use Langevin / PILE)",
+    )
+    p.add_argument(
+        "--temperature",
+        type=float,
+        default=None,
+        help="K; also draws initial Maxwell–Boltzmann velocities",
+    )
+    p.add_argument("--pressure", type=float, default=0.0, help="NPT pressure, GPa (1 bar = 1e-4)")
+    p.add_argument(
+        "--timestep",
+        default="auto",
+        help="fs, or 'auto': 1/20 of the shortest vibrational period (Lanczos)",
+    )
+    p.add_argument("--steps", type=int, required=True)
+    p.add_argument("--beads", type=int, default=1, help="PIMD: ring-polymer beads")
+    p.add_argument(
+        "--tau",
+        type=float,
+        default=100.0,
+        help="thermostat time, fs (Langevin friction 1/tau; Nosé–Hoover period)",
+    )
+    p.add_argument("--barostat-tau", type=float, default=1000.0, help="barostat time, fs")
+    p.add_argument(
+        "--bulk-modulus",
+        type=float,
+        default=100.0,
+        help="bulk modulus the barostat assumes, GPa (sets its speed only)",
+    )
+    p.add_argument("--skin", type=float, default=1.0, help="neighbour-list skin, Å")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--out", type=Path, default=Path("traj.extxyz"), help="trajectory file")
+    p.add_argument("--log", type=Path, default=Path("thermo.csv"), help="thermo CSV")
+    p.add_argument("--plot", type=Path, default=None, help="PNG (default: log with .png)")
+    p.add_argument("--write-every", type=int, default=10, help="steps between frames")
+    p.add_argument("--log-every", type=int, default=10, help="steps between log rows")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def run(args) -> int:
+    from equipot.sim.runner import run as run_md
+    from equipot.sim.state import SimState, rescale_to
+    from equipot.sim.timestep import max_frequency, timestep_from_frequency, wavenumber
+    from equipot.sim.trajectory import plot_thermo
+
+    if args.steps < 0:
+        raise ValueError(f"--steps must be ≥ 0, got {args.steps}")
+    if args.ensemble != "nve" and args.temperature is None:
+        raise ValueError(f"--ensemble {args.ensemble} needs --temperature")
+    if args.temperature is not None and args.temperature <= 0:
+        raise ValueError(f"--temperature must be positive (K), got {args.temperature}")
+    if args.beads < 1 or (args.beads > 1 and args.ensemble != "pimd"):
+        raise ValueError("--beads needs --ensemble pimd and must be ≥ 1")
+    potential = load_potential(args.model, args.dtype, args.skin)
+    atoms = read_structure(args.structure, args.index)
+    state = SimState.from_atoms(atoms, temperature=args.temperature, seed=args.seed)
+    if args.temperature is not None and args.ensemble != "pimd":
+        state = state.replace(momenta=rescale_to(state, args.temperature))
+    if args.timestep == "auto":
+        omega = float(max_frequency(potential, state, tol=1e-6).max())
+        dt = timestep_from_frequency(omega)
+        nu = wavenumber(omega)
+        print(f"equipot md: highest vibrational frequency {nu:.0f} cm⁻¹ → Δt = {dt:.3f} fs")
+    else:
+        try:
+            dt = float(args.timestep)
+        except ValueError:
+            msg = f"--timestep must be a number of fs or 'auto', got {args.timestep!r}"
+            raise ValueError(msg) from None
+        if dt <= 0:
+            raise ValueError(f"--timestep must be positive, got {dt}")
+    result = run_md(
+        state,
+        potential,
+        ensemble=args.ensemble,
+        dt=dt,
+        steps=args.steps,
+        temperature=args.temperature,
+        pressure=args.pressure,
+        thermostat=args.thermostat,
+        tau=args.tau,
+        barostat_tau=args.barostat_tau,
+        bulk_modulus=args.bulk_modulus,
+        beads=args.beads,
+        seed=args.seed,
+        trajectory=args.out,
+        thermo=args.log,
+        write_every=args.write_every,
+        log_every=args.log_every,
+        progress=not args.no_progress,
+    )
+    png = plot_thermo(args.log, args.plot or args.log.with_suffix(".png"))
+    last = result.last_rows[0]
+    print(
+        f"equipot md: {result.steps} steps of {dt:.3g} fs in {result.wall_s:.1f} s "
+        f"({result.steps_per_s:.1f} steps/s, {result.ns_per_day:.3g} ns/day); "
+        f"final T = {last['temperature_K']:.1f} K, E = {last['total_eV']:.6f} eV; "
+        f"neighbour-list builds: {potential.neighbors.rebuilds}"
+    )
+    print(f"equipot md: wrote {args.out}, {args.log}, {png}")
+    return 0

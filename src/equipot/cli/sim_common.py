@@ -1,0 +1,44 @@
+"""Helpers shared by the simulation subcommands (md, relax, neb)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ase import Atoms
+from ase.io import read
+
+from equipot.sim.potentials import ModelPotential
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", type=Path, help="equipot model file (.eqp)")
+    parser.add_argument(
+        "--dtype",
+        choices=["float64", "float32"],
+        default="float64",
+        help="precision of the model evaluation (default float64)",
+    )
+
+
+def load_potential(path: Path, dtype: str, skin: float = 1.0) -> ModelPotential:
+    from equipot.model.io import load_model
+
+    if not path.exists():
+        raise FileNotFoundError(f"model file {path} does not exist")
+    return ModelPotential(load_model(path), dtype=dtype, skin=skin)
+
+
+def read_structure(path: Path, index: str = "-1") -> Atoms:
+    """One structure from any file ASE reads (``index``: which frame, default the last)."""
+    if not path.exists():
+        raise FileNotFoundError(f"structure file {path} does not exist")
+    try:
+        atoms = read(path, index=index)
+    except Exception as exc:  # ASE raises many types for unreadable files
+        raise ValueError(f"cannot read a structure from {path}: {exc}") from exc
+    if isinstance(atoms, list):
+        raise ValueError(f"{path}: --index must select one frame, got {len(atoms)}")
+    if len(atoms) == 0:
+        raise ValueError(f"{path}: the structure has no atoms")
+    return atoms
