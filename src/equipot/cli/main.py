@@ -7,7 +7,22 @@ import importlib
 import sys
 
 # subcommand → module under equipot.cli (imported lazily so `equipot --help` is fast)
-SUBCOMMANDS: dict[str, str] = {}
+SUBCOMMANDS: dict[str, str] = {
+    # properties
+    "vibrations": "vibrations",
+    "phonons": "phonons",
+    "elastic": "elastic",
+    "surface": "surface",
+    "defects": "defects",
+    # simulation
+    "md": "md",
+    "relax": "relax",
+    "neb": "neb",
+    # training
+    "train": "train",
+    "evaluate": "evaluate",
+    "demo": "demo",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:

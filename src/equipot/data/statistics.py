@@ -1,0 +1,151 @@
+"""Normalisation statistics of a training set, computed before the model is built.
+
+The model's atomic energy is ``E_i = E0[z_i] + scale·Σ_t y_i^(t) + shift·ρ_i`` with
+``ρ_i = Σ_j u(r_ij) / avg_num_neighbors``. From the training frames:
+
+* ``e0``: mean energy of isolated-atom frames (one atom, no neighbours) where present, the
+  least-squares fit of ``E_s ≈ Σ_z n_sz E0_z`` on the element counts otherwise.
+* ``avg_num_neighbors``: mean number of neighbours within r_max per atom.
+* ``shift``: the residual ``Σ_s (E_s − Σ_i E0[z_i])`` per atom, divided by the mean ρ, so the
+  smooth coordination term carries the mean interaction energy.
+* ``scale``: RMS of the force components (RMS of per-atom energy residuals without forces).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+from ase.data import atomic_numbers as Z_OF
+from ase.data import chemical_symbols
+
+from equipot.data.dataset import GraphDataset
+from equipot.data.frames import check_elements
+from equipot.nn.radial import PolynomialEnvelope
+
+_CHUNK = 2000  # frames per pass (bounded memory for data sets streamed from disk)
+
+
+@dataclass
+class Statistics:
+    e0: dict[str, float]
+    scale: float
+    shift: float
+    avg_num_neighbors: float
+    mean_coordination: float  # mean ρ_i over training atoms
+    e0_source: dict[str, str] = field(default_factory=dict)  # isolated / least-squares / given
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def elements_in(dataset: GraphDataset) -> list[str]:
+    numbers = np.unique(np.concatenate([_chunk(dataset, s)["numbers"] for s in _starts(dataset)]))
+    return sorted((chemical_symbols[z] for z in numbers), key=lambda e: Z_OF[e])
+
+
+def compute_statistics(
+    dataset: GraphDataset,
+    elements: list[str],
+    r_max: float,
+    envelope_exponent: int = 6,
+    e0: dict[str, float] | None = None,
+) -> Statistics:
+    """Statistics of ``dataset`` (see module docstring); ``e0`` given by the user wins."""
+    zs = [Z_OF[e] for e in elements]
+    column = np.full(119, -1)
+    column[zs] = np.arange(len(zs))
+    envelope = PolynomialEnvelope(r_max, envelope_exponent)
+    counts, energies, isolated = [], [], []
+    n_atoms = n_neighbors = 0
+    u_sum = f2_sum = n_force = 0.0
+    for start in _starts(dataset):
+        check_dataset_elements(dataset.subset(_chunk_range(dataset, start)), elements)
+        batch = dataset.batch(np.arange(start, min(start + _CHUNK, len(dataset))))
+        g = batch.graph
+        lengths = torch.linalg.vector_norm(g.edge_vectors(), dim=1)
+        inside = lengths < r_max
+        n_atoms += g.num_atoms
+        n_neighbors += int(inside.sum())
+        u_sum += float(envelope(lengths[inside]).sum())
+        m = batch.atom_has_forces
+        f2_sum += float(batch.forces[m].square().sum())
+        n_force += 3 * int(m.sum())
+        c = np.zeros((g.num_systems, len(zs)))
+        np.add.at(c, (g.batch.numpy(), column[g.atomic_numbers.numpy()]), 1.0)
+        counts.append(c)
+        energies.append(batch.energy.numpy())
+        degree = torch.bincount(g.edge_index[0][inside], minlength=g.num_atoms)
+        isolated.append((g.n_atoms == 1).numpy() & (degree[_first_atoms(g)] == 0).numpy())
+    counts, energies, isolated = map(np.concatenate, (counts, energies, isolated))
+    e0_values, sources = _fit_e0(elements, counts, energies, isolated, e0 or {})
+    residual = energies - counts @ e0_values
+    avg_num_neighbors = max(n_neighbors / n_atoms, 1e-3)
+    mean_rho = u_sum / avg_num_neighbors / n_atoms
+    mean_residual = residual.sum() / n_atoms
+    shift = mean_residual / mean_rho if mean_rho > 1e-9 else 0.0
+    if n_force:
+        scale = float(np.sqrt(f2_sum / n_force))
+    else:
+        per_atom = residual[~isolated] / counts[~isolated].sum(1)
+        scale = float(per_atom.std()) if per_atom.size > 1 else 1.0
+    return Statistics(
+        e0={e: float(v) for e, v in zip(elements, e0_values, strict=True)},
+        scale=scale if scale > 1e-12 else 1.0,
+        shift=float(shift),
+        avg_num_neighbors=float(avg_num_neighbors),
+        mean_coordination=float(mean_rho),
+        e0_source=sources,
+    )
+
+
+def _fit_e0(elements, counts, energies, isolated, given):
+    values = np.zeros(len(elements))
+    sources, known = {}, np.zeros(len(elements), dtype=bool)
+    for k, element in enumerate(elements):
+        if element in given:
+            values[k], sources[element], known[k] = given[element], "given", True
+            continue
+        single = isolated & (counts[:, k] == 1)
+        if single.any():
+            values[k], sources[element], known[k] = energies[single].mean(), "isolated", True
+    unknown = ~known
+    if unknown.any():
+        rows = ~isolated
+        target = energies[rows] - counts[rows][:, known] @ values[known]
+        fit, *_ = np.linalg.lstsq(counts[rows][:, unknown], target, rcond=None)
+        values[unknown] = fit
+        for k in np.flatnonzero(unknown):
+            sources[elements[k]] = "least-squares"
+    return values, sources
+
+
+def check_dataset_elements(dataset: GraphDataset, elements: list[str]) -> None:
+    """Raise ``ValueError`` naming the file, frame and atom of an element not in ``elements``."""
+    numbers = dataset.frame_arrays(["numbers"])["numbers"].astype(np.int64)
+    allowed = np.zeros(119, dtype=bool)
+    allowed[[Z_OF[e] for e in elements]] = True
+    bad = np.flatnonzero(~allowed[numbers])
+    if bad.size:
+        ends = np.cumsum(dataset.num_atoms())
+        k = int(np.searchsorted(ends, bad[0], side="right"))
+        atom = int(bad[0] - (ends[k - 1] if k else 0))
+        where = f"{dataset.name} frame {int(dataset.indices[k])}"
+        check_elements(numbers[bad[0] : bad[0] + 1], elements, f"{where}, atom {atom}")
+
+
+def _starts(dataset: GraphDataset) -> range:
+    return range(0, len(dataset), _CHUNK)
+
+
+def _chunk_range(dataset: GraphDataset, start: int) -> np.ndarray:
+    return np.arange(start, min(start + _CHUNK, len(dataset)))
+
+
+def _chunk(dataset: GraphDataset, start: int) -> dict[str, np.ndarray]:
+    return dataset.subset(_chunk_range(dataset, start)).frame_arrays(["numbers"])
+
+
+def _first_atoms(graph) -> torch.Tensor:
+    return torch.cumsum(graph.n_atoms, 0) - graph.n_atoms

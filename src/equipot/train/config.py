@@ -1,0 +1,237 @@
+"""Training configuration: YAML → validated, typed :class:`TrainConfig`.
+
+Every section forbids unknown keys, so a typo (``learning_rat``) is an error naming the key.
+``--set section.key=value`` overrides are parsed as YAML scalars and validated the same way.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from equipot.data.readers import DataSource
+from equipot.model.config import ModelConfig
+
+TRAIN_SCHEMA_VERSION = 1
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DataConfig(_Section):
+    """Where the frames come from and how they are split."""
+
+    train: DataSource
+    valid: DataSource | None = None  # default: valid_count / valid_fraction of `train`
+    test: DataSource | None = None  # default: test_count / test_fraction of `train`, if set
+    valid_fraction: float = Field(0.05, gt=0.0, lt=1.0)
+    valid_count: int | None = Field(None, ge=1)
+    test_fraction: float | None = Field(None, gt=0.0, lt=1.0)
+    test_count: int | None = Field(None, ge=1)
+    train_count: int | None = Field(None, ge=1)
+    split_seed: int = 0
+    cache_dir: Path | None = None  # default: <output.dir>/cache
+    in_memory: bool | None = None  # default: in memory when the cache is below 2 GiB
+
+    @model_validator(mode="after")
+    def _one_test_set(self) -> DataConfig:
+        if self.test is not None and (self.test_fraction or self.test_count):
+            raise ValueError("give either a test file or test_fraction / test_count, not both")
+        if self.valid is not None and (self.test_fraction or self.test_count):
+            raise ValueError(
+                "test_fraction / test_count split the train file together with the validation "
+                "set: give no valid file, or give a test file"
+            )
+        return self
+
+
+class ModelOptions(_Section):
+    """Architecture (any :class:`ModelConfig` field) and statistics overrides.
+
+    ``elements`` defaults to those found in the training data; ``e0`` / ``scale`` / ``shift``
+    / ``avg_num_neighbors`` left out are computed from the training set.
+    """
+
+    elements: list[str] | None = None
+    r_max: float = 5.0
+    l_max: int = 2
+    hidden_l_max: int | None = None
+    channels: int = 32
+    num_layers: int = 2
+    correlation: int = 3
+    num_radial: int = 8
+    radial_hidden: list[int] = Field(default_factory=lambda: [64, 64, 64])
+    envelope_exponent: int = 6
+    readout_hidden: int = 16
+    parity: bool = True
+    e0: dict[str, float] | None = None
+    scale: float | None = None
+    shift: float | None = None
+    avg_num_neighbors: float | None = None
+
+    def architecture(self) -> dict:
+        stats = {"elements", "e0", "scale", "shift", "avg_num_neighbors"}
+        return self.model_dump(exclude=stats)
+
+
+class LossConfig(_Section):
+    """L = w_E·⟨ρ(ΔE/N)⟩_systems + w_F·⟨ρ(ΔF)⟩_components + w_S·⟨ρ(Δσ)⟩_components, with
+    ρ = x² (``mse``) or 2·Huber (``huber``), each term weighted per config (the data's
+    ``config_weight`` × ``config_type_weights``) and forces per element (``element_weights``)."""
+
+    energy_weight: float = Field(1.0, ge=0.0)
+    forces_weight: float = Field(100.0, ge=0.0)
+    stress_weight: float = Field(0.0, ge=0.0)
+    kind: Literal["mse", "huber"] = "mse"
+    huber_delta: float = Field(0.01, gt=0.0, description="eV/atom, eV/Å, eV/Å³")
+    config_type_weights: dict[str, float] = Field(default_factory=dict)
+    element_weights: dict[str, float] = Field(default_factory=dict)
+
+    @field_validator("element_weights")
+    @classmethod
+    def _elements(cls, weights: dict[str, float]) -> dict[str, float]:
+        from ase.data import atomic_numbers
+
+        unknown = [e for e in weights if e not in atomic_numbers or e == "X"]
+        if unknown:
+            raise ValueError(f"unknown chemical element symbol(s): {unknown}")
+        return weights
+
+
+class StageTwo(_Section):
+    """A late stage (MACE's "SWA" stage): new loss weights and learning rate."""
+
+    start_fraction: float = Field(0.75, gt=0.0, lt=1.0, description="of epochs / time budget")
+    energy_weight: float = Field(1000.0, ge=0.0)
+    forces_weight: float = Field(100.0, ge=0.0)
+    stress_weight: float = Field(0.0, ge=0.0)
+    lr: float | None = Field(None, gt=0.0)
+
+
+class OptimConfig(_Section):
+    optimizer: Literal["adam", "adamw"] = "adam"
+    lr: float = Field(0.01, gt=0.0)
+    weight_decay: float = Field(0.0, ge=0.0)
+    amsgrad: bool = True
+    batch_size: int = Field(5, ge=1, description="global batch (all processes together)")
+    valid_batch_size: int = Field(20, ge=1)
+    max_epochs: int = Field(100, ge=1)
+    max_time_min: float | None = Field(None, gt=0.0, description="wall-clock training budget")
+    scheduler: Literal["plateau", "cosine", "constant"] = "plateau"
+    plateau_factor: float = Field(0.8, gt=0.0, lt=1.0)
+    plateau_patience: int = Field(50, ge=0, description="epochs")
+    min_lr: float = Field(1e-6, ge=0.0)
+    warmup_epochs: float = Field(0.0, ge=0.0)
+    ema_decay: float | None = Field(0.99, gt=0.0, lt=1.0)
+    grad_clip: float | None = Field(10.0, gt=0.0)
+    learn_e0: bool = Field(True, description="refine E0 per element (see train/model.py)")
+    learn_shift: bool = Field(True, description="refine the coordination shift (train/model.py)")
+    early_stop_patience: int | None = Field(None, ge=1, description="epochs without improvement")
+    stage_two: StageTwo | None = None
+
+
+class OutputConfig(_Section):
+    dir: Path = Path("runs/equipot")
+    progress: bool = True  # tqdm bar with live losses
+    plot: bool = True  # learning-curve PNG every epoch
+
+
+class TrainConfig(_Section):
+    schema_version: int = TRAIN_SCHEMA_VERSION
+    seed: int = 0
+    dtype: Literal["float32", "float64"] = "float64"
+    num_threads: int | None = Field(None, ge=1, description="torch threads per process")
+    data: DataConfig
+    model: ModelOptions = Field(default_factory=ModelOptions)
+    loss: LossConfig = Field(default_factory=LossConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    output: OutputConfig = Field(default_factory=OutputConfig)
+
+    @field_validator("schema_version")
+    @classmethod
+    def _supported(cls, version: int) -> int:
+        if version > TRAIN_SCHEMA_VERSION:
+            raise ValueError(f"schema_version {version} is newer than this equipot supports")
+        return version
+
+    def check_model(self, elements: list[str]) -> ModelConfig:
+        """Validate the architecture early (a ModelConfig with placeholder statistics)."""
+        return ModelConfig(elements=elements, **self.model.architecture())
+
+
+def parse_override(text: str) -> tuple[list[str], object]:
+    """``"optim.lr=1e-3"`` → (["optim", "lr"], 0.001); the value is parsed as YAML."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise ValueError(f"override {text!r} must read key.sub=value")
+    return key.strip().split("."), yaml.safe_load(value) if value.strip() else None
+
+
+def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    for text in overrides:
+        path, value = parse_override(text)
+        node = raw
+        for part in path[:-1]:
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            elif isinstance(child, str):  # data.train: path → {path: ...}
+                child = node[part] = {"path": child}
+            elif not isinstance(child, dict):
+                raise ValueError(f"override {text!r}: {part!r} is not a section")
+            node = child
+        node[path[-1]] = value
+    return raw
+
+
+def load_config(source: str | Path | dict, overrides: list[str] | None = None) -> TrainConfig:
+    """Read a YAML file (or a dict), apply ``--set`` overrides, validate."""
+    where = "config"
+    if isinstance(source, dict):
+        raw = yaml.safe_load(yaml.safe_dump(source))  # deep copy of plain data
+    else:
+        where = str(source)
+        path = Path(source)
+        if not path.is_file():
+            raise FileNotFoundError(f"config file not found: {path}")
+        raw = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(raw, dict):
+            raise ValueError(f"{path}: a training config must be a YAML mapping")
+    raw = apply_overrides(raw, overrides or [])
+    try:
+        config = TrainConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ValueError(f"{where}: invalid training config:\n{_describe(exc)}") from None
+    try:  # architecture limits (l_max ≤ 3, ...) fail now, not after preprocessing the data
+        config.check_model(config.model.elements or ["H"])
+    except ValidationError as exc:
+        raise ValueError(f"{where}: invalid model options:\n{_describe(exc, 'model.')}") from None
+    return config
+
+
+def _describe(exc: ValidationError, prefix: str = "") -> str:
+    lines = []
+    for err in exc.errors():
+        key = prefix + ".".join(str(p) for p in err["loc"])
+        message = (
+            "unknown key (check the spelling)" if err["type"] == "extra_forbidden" else err["msg"]
+        )
+        lines.append(f"  {key}: {message}")
+    return "\n".join(lines)
+
+
+def save_config(config: TrainConfig, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+    return path
