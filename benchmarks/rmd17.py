@@ -28,6 +28,13 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from rmd17_mace import run_mace, write_xyz  # noqa: E402
 
+# The issue's MACE baseline on this machine (its command, 2 threads, ≈ 30 min): test MAE in
+# meV and meV/Å. Used as the reference for molecules whose MACE run is not in the results.
+ISSUE_MACE = {
+    "ethanol": {"test_energy_mae_meV": 4.1, "test_forces_mae_meV_A": 16.9, "epochs": 25},
+    "aspirin": {"test_energy_mae_meV": 20.4, "test_forces_mae_meV_A": 37.9, "epochs": 12},
+}
+
 
 def run_equipot(
     root: Path,
@@ -94,6 +101,17 @@ def time_to_reach(curve: list[dict], key: str, target: float) -> float | None:
     return None
 
 
+def time_to_stay(curve: list[dict], key: str, target: float) -> float | None:
+    """Time (s) from which a validation curve stays at or below ``target``; None if never."""
+    since = None
+    for row in curve:
+        if row[key] > target:
+            since = None
+        elif since is None:
+            since = row["time_s"]
+    return since
+
+
 def plot_curves(path: Path, molecule: str, results: dict) -> None:
     import matplotlib
 
@@ -116,6 +134,11 @@ def plot_curves(path: Path, molecule: str, results: dict) -> None:
             ax.set_yscale("log")
             ax.grid(alpha=0.3, which="both")
             ax.legend()
+    if "mace" not in results and molecule in ISSUE_MACE:
+        ref = ISSUE_MACE[molecule]
+        for ax, key in zip(axes, ("test_energy_mae_meV", "test_forces_mae_meV_A"), strict=True):
+            ax.axhline(ref[key], color="C1", ls="--", label="MACE, 30 min (issue's run, test)")
+            ax.legend()
     subset = f" (subset {results['subset']})" if results.get("subset") else ""
     fig.suptitle(f"rMD17 {molecule}{subset}: validation MAE against training time")
     fig.tight_layout()
@@ -137,32 +160,55 @@ def summarise(results: dict) -> dict:
     if "equipot" in results and "mace" in results and results["mace"]["curve"]:
         final = results["mace"]["curve"][-1]
         for key in ("valid_energy_mae", "valid_forces_mae"):
-            reached = time_to_reach(results["equipot"]["curve"], key, final[key])
-            summary["equipot"][f"time_to_mace_final_{key}_s"] = reached
+            curve = results["equipot"]["curve"]
+            summary["equipot"][f"time_to_mace_final_{key}_s"] = time_to_reach(
+                curve, key, final[key]
+            )
+            summary["equipot"][f"time_below_mace_final_{key}_s"] = time_to_stay(
+                curve, key, final[key]
+            )
+    elif "equipot" in results and results["molecule"] in ISSUE_MACE:
+        ref = ISSUE_MACE[results["molecule"]]
+        summary["MACE (issue's run)"] = ref | {"s_per_epoch": 1800.0 / ref["epochs"]}
+        # MACE's final *test* MAE against equipot's validation curve (50 frames)
+        for key, ref_key in (
+            ("valid_energy_mae", "test_energy_mae_meV"),
+            ("valid_forces_mae", "test_forces_mae_meV_A"),
+        ):
+            curve, target = results["equipot"]["curve"], 1e-3 * ref[ref_key]
+            summary["equipot"][f"time_to_mace_final_{key}_s"] = time_to_reach(curve, key, target)
+            summary["equipot"][f"time_below_mace_final_{key}_s"] = time_to_stay(curve, key, target)
     return summary
 
 
 def markdown(out: Path, budget_min: float) -> str:
     lines = [
         f"rMD17, 950 train / 50 valid / 1000 test, {budget_min:g} min wall clock each, 2 threads.",
-        "Test MAE: energy meV, forces meV/Å. t→MACE: equipot's wall time to reach MACE's final "
-        "validation MAE (energy / forces).",
+        "Test MAE: energy meV, forces meV/Å. t→MACE: equipot's wall time until its validation "
+        "MAE first reaches MACE's final MAE (energy / forces); t≤MACE: from when on it stays "
+        "there.",
         "",
-        "| molecule | code | E MAE | F MAE | epochs | s/epoch | t→MACE E / F (min) |",
-        "|---|---|---|---|---|---|---|",
+        "| molecule | code | E MAE | F MAE | epochs | s/epoch | t→MACE E / F (min) "
+        "| t≤MACE E / F (min) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for path in sorted(out.glob("rmd17_*.json")):
         data = json.loads(path.read_text())
         molecule = data["molecule"] + (f" (subset {data['subset']})" if data.get("subset") else "")
         for name, s in data["summary"].items():
-            reach = "–"
+            reach = stay = "–"
             if name == "equipot" and "time_to_mace_final_valid_forces_mae_s" in s:
-                e, f = (s[f"time_to_mace_final_valid_{k}_mae_s"] for k in ("energy", "forces"))
-                reach = " / ".join("not reached" if v is None else f"{v / 60:.1f}" for v in (e, f))
+                reach, stay = (
+                    " / ".join(
+                        "never" if v is None else f"{v / 60:.1f}"
+                        for v in (s.get(f"{kind}_valid_{k}_mae_s") for k in ("energy", "forces"))
+                    )
+                    for kind in ("time_to_mace_final", "time_below_mace_final")
+                )
             lines.append(
                 f"| {molecule} | {name} | {s['test_energy_mae_meV']:.2f} | "
                 f"{s['test_forces_mae_meV_A']:.2f} | {s['epochs']} | {s['s_per_epoch']:.1f} | "
-                f"{reach} |"
+                f"{reach} | {stay} |"
             )
     return "\n".join(lines)
 
@@ -212,6 +258,11 @@ def main(argv: list[str] | None = None) -> int:
             "seed": args.seed,
             "subset": args.subset,
         }
+        previous = args.out / f"rmd17_{molecule}.json"
+        if previous.exists():  # runs of one code keep the other code's results of the same setup
+            kept = json.loads(previous.read_text())
+            if all(kept.get(k) == v for k, v in results.items()):
+                results.update({k: kept[k] for k in ("equipot", "mace") if k in kept})
         if not args.skip_equipot:
             config = args.config or HERE.parent / "examples" / "rmd17" / f"{molecule}.yaml"
             results["equipot"] = run_equipot(

@@ -79,8 +79,15 @@ def test_demo_quick(tmp_path, capsys):
     assert "Test-set errors against EMT" in printed and "parity.png" in printed
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert np.isfinite(summary["metrics"]["forces_mae"])
-    for name in ("parity_plot", "learning_curve", "model", "metrics"):
+    for name in ("parity_plot", "learning_curve", "model", "metrics", "properties"):
         assert (tmp_path / summary["files"][name].split(str(tmp_path) + "/")[-1]).is_file()
+    assert "fcc Cu properties, model vs EMT" in printed
+    rows = {r["key"]: r for r in json.loads((tmp_path / "properties.json").read_text())["rows"]}
+    assert {"nu_X_TA", "nu_L_LA", "C11", "C12", "C44", "gamma_111", "E_vac"} <= set(rows)
+    # the EMT column is EMT's own Cu: a0 ≈ 3.59 Å, C11 ≈ 173 GPa, E_vac ≈ 1.2 eV
+    assert rows["a0"]["reference"] == pytest.approx(3.59, abs=0.01)
+    assert rows["C11"]["reference"] == pytest.approx(172.6, rel=0.03)
+    assert rows["E_vac"]["reference"] == pytest.approx(1.2, abs=0.15)
 
 
 def test_example_config_is_the_demo_config(tmp_path):
@@ -94,3 +101,22 @@ def test_example_config_is_the_demo_config(tmp_path):
         example, [f"data.train.path={tmp_path / 'x.xyz'}", f"output.dir={tmp_path / 'run'}"]
     )
     assert loaded == load_config(demo_config(tmp_path / "x.xyz", tmp_path / "run", FULL))
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "cu_emt_properties.yaml",
+        "rmd17/ethanol.yaml",
+        "rmd17/malonaldehyde.yaml",
+        "rmd17/aspirin.yaml",
+    ],
+)
+def test_shipped_example_configs_validate(name, tmp_path):
+    from pathlib import Path
+
+    from equipot.train import load_config
+
+    example = Path(__file__).parent.parent / "examples" / name
+    config = load_config(example, [f"output.dir={tmp_path / 'run'}"])
+    assert config.model.r_max > 0 and config.optim.max_time_min is not None

@@ -10,7 +10,7 @@ def add_parser(subparsers) -> None:
         "demo",
         help="generate EMT copper data, train a small model, report its test errors",
         description="Needs no data: generates fcc Cu structures labelled with ASE's EMT "
-        "(rattled and strained bulk, a vacancy, a (111) slab), trains a small model for a "
+        "(rattled and strained bulk, a vacancy, (111) and (100) slabs), trains a small model for a "
         "few minutes and evaluates it on held-out structures.",
     )
     p.add_argument("--out", default="equipot-demo", help="output directory (default %(default)s)")

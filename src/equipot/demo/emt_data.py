@@ -1,7 +1,7 @@
 """Reference data for the demo: fcc copper labelled with ASE's EMT potential.
 
 Small cells (≤ 32 atoms) covering what a copper potential must know: thermal rattling at
-several temperatures, isotropic and shear strains, a vacancy and a (111) surface slab.
+several temperatures, isotropic and shear strains, a vacancy and (111) and (100) surface slabs.
 Energies, forces and (for bulk cells) stresses come from EMT, so the trained model can be
 checked against an exact reference.
 """
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 from ase import Atoms
-from ase.build import bulk, fcc111
+from ase.build import bulk, fcc100, fcc111
 from ase.calculators.emt import EMT
 from ase.calculators.singlepoint import SinglePointCalculator
 
@@ -38,16 +38,19 @@ def _strained(atoms: Atoms, rng: np.random.Generator, isotropic: float, shear: f
 
 
 def structures(num_frames: int, seed: int = 0) -> list[Atoms]:
-    """``num_frames`` unlabelled structures, mixed as: 55 % bulk, 20 % strained bulk with
-    shear, 12 % vacancy, 13 % (111) slab, at temperatures 100–1000 K."""
+    """``num_frames`` unlabelled structures, mixed as: 45 % bulk, 18 % strained bulk with
+    shear, 12 % vacancy, 13 % (111) slab, 12 % (100) slab, at temperatures 100–1000 K."""
     rng = np.random.default_rng(seed)
     cube = bulk("Cu", "fcc", a=LATTICE, cubic=True) * (2, 2, 2)  # 32 atoms
     vacancy = cube.copy()
     del vacancy[0]
-    slab = fcc111("Cu", size=(2, 2, 4), a=LATTICE, vacuum=6.0, periodic=False)
-    slab.pbc = (True, True, False)
-    slab.info = {}  # drop ASE's adsorbate_info (not storable in extxyz)
-    kinds = rng.choice(4, size=num_frames, p=[0.55, 0.20, 0.12, 0.13])
+    slabs = []
+    for build in (fcc111, fcc100):
+        slab = build("Cu", size=(2, 2, 4), a=LATTICE, vacuum=6.0, periodic=False)
+        slab.pbc = (True, True, False)
+        slab.info = {}  # drop ASE's adsorbate_info (not storable in extxyz)
+        slabs.append(slab)
+    kinds = rng.choice(5, size=num_frames, p=[0.45, 0.18, 0.12, 0.13, 0.12])
     out = []
     for kind in kinds:
         temperature = rng.uniform(100.0, 1000.0)
@@ -58,7 +61,7 @@ def structures(num_frames: int, seed: int = 0) -> list[Atoms]:
         elif kind == 2:
             atoms = _strained(vacancy, rng, isotropic=0.01, shear=0.0)
         else:
-            atoms = slab.copy()
+            atoms = slabs[kind - 3].copy()
         out.append(_rattled(atoms, temperature, rng))
     return out
 

@@ -52,6 +52,7 @@ class DemoResult:
     out_dir: Path
     files: dict[str, Path] = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)  # test-set errors of the trained model
+    properties: str = ""  # fcc Cu properties of the model next to EMT's (text table)
     timings: dict[str, float] = field(default_factory=dict)  # seconds per step
 
 
@@ -139,12 +140,32 @@ def evaluate_model(model_path: Path, test_path: Path, out_dir: Path) -> tuple[di
     return metrics, files
 
 
+def compare_properties(model_path: Path, out_dir: Path) -> tuple[str, dict]:
+    """Phonons at X and L, C11/C12/C44, γ(111) and E_vac of the model next to EMT's own."""
+    import warnings
+
+    from ase.calculators.emt import EMT
+
+    from equipot.calculator import EquipotCalculator
+    from equipot.properties.report import copper_property_table
+    from equipot.train.report import write_json
+
+    model = EquipotCalculator(model_path, dtype="float64")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # ASE's optimiser chatter on cell filters
+        rows, text = copper_property_table(model, EMT())
+    return text, {"properties": write_json(Path(out_dir) / "properties.json", {"rows": rows})}
+
+
 def report(result: DemoResult) -> str:
     """The text the demo prints: error table, timings and where the files are."""
     from equipot.train.report import error_table
 
     lines = [error_table(result.metrics, "Test-set errors against EMT (held-out structures):")]
     lines.append("")
+    if result.properties:
+        lines += ["fcc Cu properties, model vs EMT (each at its own lattice constant):"]
+        lines += [result.properties, ""]
     lines.append("time: " + ", ".join(f"{k} {v:.0f} s" for k, v in result.timings.items()))
     lines.append("files:")
     for name, path in result.files.items():
@@ -159,7 +180,8 @@ def run_demo(
     seed: int = 0,
     progress: bool = True,
 ) -> DemoResult:
-    """Generate EMT copper data, train a small model, evaluate it on held-out frames."""
+    """Generate EMT copper data, train a small model, evaluate it on held-out frames and
+    compare its fcc Cu properties with EMT's."""
     settings = QUICK if quick else FULL
     result = DemoResult(out_dir=Path(out_dir))
     result.out_dir.mkdir(parents=True, exist_ok=True)
@@ -177,6 +199,10 @@ def run_demo(
     )
     result.files.update(files)
     result.timings["evaluate"] = time.perf_counter() - start
+    start = time.perf_counter()
+    result.properties, files = compare_properties(result.files["model"], result.out_dir)
+    result.files.update(files)
+    result.timings["properties"] = time.perf_counter() - start
     summary = {
         "metrics": result.metrics,
         "timings_s": result.timings,
