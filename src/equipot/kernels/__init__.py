@@ -32,6 +32,18 @@ def _cpu_tag() -> str:
     return digest.hexdigest()[:12]
 
 
+def _put_ninja_on_path() -> None:
+    """torch builds extensions with the ``ninja`` executable; the pip package ships one that is
+    on PATH only inside an activated environment (not for ``.venv/bin/equipot``)."""
+    try:
+        import ninja
+    except ImportError:
+        return
+    path = os.environ.get("PATH", "")
+    if ninja.BIN_DIR not in path.split(os.pathsep):
+        os.environ["PATH"] = os.pathsep.join([ninja.BIN_DIR, path]) if path else ninja.BIN_DIR
+
+
 def kernels_enabled() -> bool:
     return os.environ.get("EQUIPOT_KERNELS", "1") != "0"
 
@@ -45,6 +57,8 @@ def cpu_kernels() -> ModuleType | None:
     module = None
     try:
         from torch.utils.cpp_extension import load
+
+        _put_ninja_on_path()
 
         flags = ["-O3", "-fopenmp"]
         if platform.machine() in ("x86_64", "AMD64"):
