@@ -9,6 +9,10 @@ same size: 64 channels, hidden irreps 64×0e + 64×1o (L = 1), spherical harmoni
 
     python benchmarks/speed.py --mace-python /work/peers/mace/bin/python
 
+equipot runs as its calculator does by default: the whole-model C++ inference pass with
+tabulated radial functions (equipot/model/inference.py); ``--exact-radial`` evaluates the
+radial MLP instead (write that run elsewhere with ``--out``).
+
 Writes benchmarks/out/speed.json and speed.md. Peak RSS includes the interpreter, torch and the
 model; "evaluation memory" is peak RSS minus the RSS just before the first call.
 """
@@ -54,6 +58,8 @@ if code == "equipot":
                                 num_layers=2, correlation=3, num_radial=8,
                                 radial_hidden=[64, 64, 64], avg_num_neighbors=20.0, seed=0)
     calc = equipot.EquipotCalculator(model, dtype=dtype)
+    if os.environ.get("BENCH_EXACT_RADIAL") == "1":  # radial MLP evaluated, not tabulated
+        calc.model.inference_radial_table = 0
 else:
     from ase.data import atomic_numbers
     from e3nn import o3
@@ -91,12 +97,15 @@ print(json.dumps({"median_s": float(np.median(times)), "min_s": float(np.min(tim
 """
 
 
-def run_case(python: str, code: str, system: str, dtype: str, threads: int) -> dict:
+def run_case(
+    python: str, code: str, system: str, dtype: str, threads: int, exact_radial: bool = False
+) -> dict:
     repeats, warmup = CASES[system]
     if code == "mace" and system == "Cu2048":
         repeats = 2
     env = dict(os.environ, BENCH_THREADS=str(threads), BENCH_STRUCTURES=str(HERE / "structures"))
     env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    env["BENCH_EXACT_RADIAL"] = "1" if exact_radial else "0"
     env["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] = "1"  # mace-torch's e3nn 0.4.4 predates torch 2.6
     out = subprocess.run(
         [python, "-c", CHILD, code, system, dtype, str(repeats), str(warmup)],
@@ -117,12 +126,19 @@ def main() -> None:
     parser.add_argument("--systems", nargs="+", default=list(CASES))
     parser.add_argument("--dtypes", nargs="+", default=["float32", "float64"])
     parser.add_argument("--out", type=Path, default=HERE / "out")
+    parser.add_argument(
+        "--exact-radial",
+        action="store_true",
+        help="equipot evaluates its radial MLP instead of the tabulated radial functions",
+    )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     rows = []
     for system in args.systems:
         for dtype in args.dtypes:
-            ours = run_case(sys.executable, "equipot", system, dtype, args.threads)
+            ours = run_case(
+                sys.executable, "equipot", system, dtype, args.threads, args.exact_radial
+            )
             mace = run_case(args.mace_python, "mace", system, dtype, args.threads)
             row = {
                 "system": system,

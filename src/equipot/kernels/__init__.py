@@ -16,7 +16,9 @@ from types import ModuleType
 
 import torch
 
-_SOURCE = Path(__file__).with_name("cpu_kernels.cpp")
+_HERE = Path(__file__).parent
+_SOURCES = [_HERE / "cpu_kernels.cpp", _HERE / "inference.cpp"]
+_HEADERS = [_HERE / "tp_sc.h"]
 _state: dict[str, ModuleType | None] = {}
 
 
@@ -28,7 +30,8 @@ def _cpu_tag() -> str:
             flags = next((line for line in f if line.startswith("flags")), "")
     except OSError:
         pass
-    digest = hashlib.sha1((platform.machine() + flags + _SOURCE.read_text()).encode())
+    code = "".join(p.read_text() for p in _SOURCES + _HEADERS)
+    digest = hashlib.sha1((platform.machine() + flags + code).encode())
     return digest.hexdigest()[:12]
 
 
@@ -65,7 +68,7 @@ def cpu_kernels() -> ModuleType | None:
             flags.append("-march=native")
         module = load(
             name=f"equipot_cpu_{_cpu_tag()}",
-            sources=[str(_SOURCE)],
+            sources=[str(p) for p in _SOURCES],
             extra_cflags=flags,
             extra_ldflags=["-fopenmp"],
             verbose=False,

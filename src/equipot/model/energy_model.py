@@ -15,12 +15,14 @@ from torch import Tensor, nn
 
 from equipot.geometry.edges import edge_vectors
 from equipot.graph import AtomicGraph
+from equipot.kernels import cpu_kernels
 from equipot.model.config import ModelConfig
+from equipot.model.inference import EngineSlot, engine_for
 from equipot.model.layers import InteractionLayer
-from equipot.nn.constants import Constants
+from equipot.nn.constants import Constants, is_frozen
 from equipot.nn.edge_features import EdgeFeatures
 from equipot.nn.linear import init_weight
-from equipot.nn.neighborhood import pad_neighbors
+from equipot.nn.neighborhood import PaddedNeighbors, pad_neighbors
 from equipot.nn.species import Species
 
 
@@ -61,6 +63,7 @@ class EnergyModel(nn.Module):
             )
             for t in range(c.num_layers)
         )
+        self.engine_slot = EngineSlot()  # C++ inference engine, built on first use
 
     def set_execution(self, *, kernels: bool, memory_efficient: bool) -> EnergyModel:
         """Choose how the same function is computed (results agree to rounding):
@@ -68,9 +71,12 @@ class EnergyModel(nn.Module):
         * ``kernels``: fused CPU kernels for the tensor product and symmetric contraction
           (first derivatives; double derivatives fall back to the PyTorch reference). Turn
           off for training on forces, where every backward pass is differentiated again.
+          With frozen weights on the CPU, energies and first derivatives then come from the
+          whole-model C++ pass (:mod:`equipot.model.inference`).
         * ``memory_efficient``: evaluate large systems in chunks of atoms and recompute them
           in the backward pass instead of storing per-edge intermediates.
         """
+        self.fused_inference = kernels
         self.edge_features.fused = kernels
         for layer in self.layers:
             layer.edge.tensor_product.use_kernel = kernels
@@ -103,21 +109,68 @@ class EnergyModel(nn.Module):
             )
         return species
 
-    def forward(self, graph: AtomicGraph) -> ModelOutput:
+    fused_inference: bool = True  # see set_execution
+    # Neighbour slots per chunk of the engine's edge block: bounds the per-edge buffers of
+    # large systems (radial-MLP activations, R), which are then recomputed in the backward.
+    inference_chunk_slots: int = 16384
+    # Nodes of the engine's tabulated radial functions (0: evaluate the radial MLP exactly);
+    # see equipot.model.inference for the interpolation and its error.
+    inference_radial_table: int = 1024
+
+    def _prepare(self, graph: AtomicGraph) -> tuple[Tensor, PaddedNeighbors, Tensor, Tensor]:
+        """Validated element indices, the padded neighbour layout, edge vectors (E, 3) and the
+        same vectors in slots (N, K, 3), empty slots placed beyond the cutoff."""
         c = self.config
         if graph.cutoff and graph.cutoff < c.r_max - 1e-9:
             raise ValueError(
                 f"graph built with cutoff {graph.cutoff} Å < model r_max {c.r_max} Å: "
                 "neighbours would be missing"
             )
-        n = graph.num_atoms
-        species = Species.of(self.species(graph.atomic_numbers), len(c.elements))
-        padded = pad_neighbors(graph.edge_index, n)
+        species = self.species(graph.atomic_numbers)
+        padded = pad_neighbors(graph.edge_index, graph.num_atoms)
         vectors = edge_vectors(
             graph.positions, graph.cell, graph.batch, graph.edge_index, graph.edge_shift
         )
-        far = vectors.new_tensor([2.0 * c.r_max, 0.0, 0.0])  # empty slots: beyond the cutoff
-        vectors = padded.scatter(vectors, fill=far)  # (N, K, 3)
+        far = vectors.new_tensor([2.0 * c.r_max, 0.0, 0.0])
+        return species, padded, vectors, padded.scatter(vectors, fill=far)
+
+    def _system_energy(self, graph: AtomicGraph, atomic: Tensor) -> Tensor:
+        if graph.num_systems == 1:
+            return atomic.sum().unsqueeze(0)
+        energy = torch.zeros(graph.num_systems, dtype=atomic.dtype, device=atomic.device)
+        return energy.index_add(0, graph.batch, atomic)
+
+    def inference_pass(
+        self, graph: AtomicGraph, gradient: bool = True
+    ) -> tuple[ModelOutput, Tensor, Tensor | None] | None:
+        """Energies and ∂E/∂r_ij (E, 3) per edge from the C++ engine, with the edge vectors
+        r_ij; ``None`` where the engine does not apply (weights that require gradients, other
+        devices or dtypes, kernels switched off or unavailable): use :meth:`forward` then."""
+        positions = graph.positions
+        if not (
+            self.fused_inference
+            and positions.device.type == "cpu"
+            and positions.dtype == self.dtype
+            and positions.dtype in (torch.float32, torch.float64)
+            and is_frozen(self)
+            and cpu_kernels() is not None
+        ):
+            return None
+        with torch.no_grad():
+            species, padded, vectors, slots = self._prepare(graph)
+            engine = engine_for(self, positions.dtype)
+            atomic, slot_grad = engine.run(
+                slots, padded.neighbors, padded.counts, species, gradient
+            )
+            energy = self._system_energy(graph, atomic)
+            edge_grad = padded.gather(slot_grad) if gradient else None
+        return ModelOutput(energy=energy, atomic_energies=atomic), vectors, edge_grad
+
+    def forward(self, graph: AtomicGraph) -> ModelOutput:
+        c = self.config
+        n = graph.num_atoms
+        index, padded, _, vectors = self._prepare(graph)
+        species = Species.of(index, len(c.elements))
         Y, radial, envelope = self.edge_features(vectors)  # (N,K,D), (N,K,n_radial), (N,K)
         inv_avg = 1.0 / c.avg_num_neighbors
 
@@ -132,9 +185,4 @@ class EnergyModel(nn.Module):
             + c.scale * interaction
             + c.shift * coordination
         )
-        if graph.num_systems == 1:
-            energy = atomic.sum().unsqueeze(0)
-        else:
-            energy = torch.zeros(graph.num_systems, dtype=h.dtype, device=h.device)
-            energy = energy.index_add(0, graph.batch, atomic)
-        return ModelOutput(energy=energy, atomic_energies=atomic)
+        return ModelOutput(energy=self._system_energy(graph, atomic), atomic_energies=atomic)

@@ -35,6 +35,11 @@ class PaddedNeighbors:
         empty = (~self.occupied).view(-1, *([1] * len(rest))).to(edge_values.dtype)
         return (out + empty * fill).view(n, k, *rest)
 
+    def gather(self, slot_values: Tensor) -> Tensor:
+        """(N, K, ...) per-slot values → (E, ...) per edge (the inverse of :meth:`scatter`)."""
+        flat = slot_values.reshape(-1, *slot_values.shape[2:])
+        return flat if self.dense else flat.index_select(0, self.flat_slot)
+
 
 def pad_neighbors(edge_index: Tensor, num_atoms: int) -> PaddedNeighbors:
     centres, neighbours = edge_index[0], edge_index[1]

@@ -8,6 +8,12 @@ every edge vector becomes r'_ij = r_ij (1 + ε_s), so one backward pass of E giv
 
     F_i = −∂E/∂r_i,     W_s = −∂E/∂ε_s (virial),     σ_s = (1/V_s) ∂E/∂ε_s   (ASE's sign)
 
+Equivalently, from the gradient g_e = ∂E/∂r_e of every edge vector r_e = r_j − r_i + S·cell,
+
+    ∂E/∂r_i = Σ_{e: j_e = i} g_e − Σ_{e: i_e = i} g_e,      ∂E/∂ε_s = sym Σ_{e ∈ s} r_e ⊗ g_e
+
+which is how frozen models on the CPU deliver them (their whole-model inference pass returns
+g_e, :mod:`equipot.model.inference`); the tests check both routes against each other.
 No layer of the model contains force code; these are the only derivative formulas.
 """
 
@@ -39,6 +45,12 @@ def predict(
     create_graph: bool = False,
 ) -> Prediction:
     """Energy and, by autograd, forces and virial/stress. ``create_graph`` for training."""
+    if not create_graph and (forces or stress):
+        fused = getattr(model, "inference_pass", None)
+        result = fused(graph) if fused is not None else None
+        if result is not None:
+            out, vectors, edge_grad = result
+            return _from_edge_gradient(graph, out, vectors, edge_grad, forces, stress)
     positions = graph.positions
     cell = graph.cell
     inputs = []
@@ -63,13 +75,36 @@ def predict(
     if forces:
         result.forces = -_zeros_if_none(grads[0], inputs[0])
     if stress:
-        dE_de = _zeros_if_none(grads[-1], strain)
-        result.virial = -dE_de
-        volume = torch.linalg.det(graph.cell).abs()
-        periodic = graph.pbc.all(dim=1)
-        safe_volume = torch.where(periodic, volume, torch.ones_like(volume))
-        stress_tensor = dE_de / safe_volume[:, None, None]
-        result.stress = torch.where(periodic[:, None, None], stress_tensor, torch.nan)
+        _set_stress(result, graph, _zeros_if_none(grads[-1], strain))
+    return result
+
+
+def _set_stress(result: Prediction, graph: AtomicGraph, dE_de: Tensor) -> None:
+    result.virial = -dE_de
+    volume = torch.linalg.det(graph.cell).abs()
+    periodic = graph.pbc.all(dim=1)
+    safe_volume = torch.where(periodic, volume, torch.ones_like(volume))
+    stress_tensor = dE_de / safe_volume[:, None, None]
+    result.stress = torch.where(periodic[:, None, None], stress_tensor, torch.nan)
+
+
+def _from_edge_gradient(
+    graph: AtomicGraph, out, vectors: Tensor, edge_grad: Tensor, forces: bool, stress: bool
+) -> Prediction:
+    """Forces and virial/stress from g_e = ∂E/∂r_e (module docstring)."""
+    result = Prediction(energy=out.energy, atomic_energies=out.atomic_energies)
+    i, j = graph.edge_index[0], graph.edge_index[1]
+    if forces:
+        result.forces = torch.zeros_like(graph.positions).index_add_(0, i, edge_grad)
+        result.forces.index_add_(0, j, edge_grad, alpha=-1.0)
+    if stress:
+        outer = vectors.unsqueeze(2) * edge_grad.unsqueeze(1)  # (E, 3, 3): r_a g_b
+        if graph.num_systems == 1:
+            dE_de = outer.sum(0, keepdim=True)
+        else:
+            dE_de = outer.new_zeros(graph.num_systems, 3, 3)
+            dE_de.index_add_(0, graph.batch.index_select(0, i), outer)
+        _set_stress(result, graph, 0.5 * (dE_de + dE_de.transpose(1, 2)))
     return result
 
 
