@@ -89,38 +89,71 @@ class EngineSlot:
 
 
 def radial_table(model: EnergyModel, layer_index: int, nodes: int) -> tuple[Tensor, ...]:
-    """R, h·R' and h²·R'' at r_k = k·h, h = r_max/(nodes−1), in float64."""
+    """R, h·R' and h²·R'' at r_k = k·h, h = r_max/(nodes−1), in float64.
+
+    Second-order forward mode written out: the enveloped basis x = √(2/r_c)·s(r)·u(r) with
+    s = sin(f r)/r, then through every layer z = x W (linear: each order alike) and SiLU
+    y = z σ(z): y' = φ' z', y'' = φ'' z'² + φ' z'' with φ' = σ(1 + z(1−σ)) and
+    φ'' = σ(1−σ)(2 + z(1−2σ)).
+    """
     c = model.config
-    bessel, envelope = model.edge_features.radial_basis, model.edge_features.envelope
+    bessel = model.edge_features.radial_basis
     mlp, _ = model.layers[layer_index].edge.frozen_weights(1.0 / c.avg_num_neighbors)
     weights = [w.detach().to(torch.float64) for w in mlp]
-    # plain tensors made here, outside the transforms (the modules cache their constants)
-    frequencies = torch.as_tensor(bessel.constants.array("frequencies"), dtype=torch.float64)
+    f = torch.as_tensor(bessel.constants.array("frequencies"), dtype=torch.float64)
     step = c.r_max / (nodes - 1)
-    r = torch.arange(nodes, dtype=torch.float64) * step
-    r[0] = 1e-9 * step  # b_n(r) = sin(f_n r)/r: its limit at 0
+    r = (torch.arange(nodes, dtype=torch.float64) * step).unsqueeze(1)
 
-    def radial(r: Tensor) -> Tensor:
-        r = r.unsqueeze(-1)
-        x = bessel.prefactor * torch.sin(frequencies * r) / r * envelope(r)
-        x = x @ weights[0]
-        for w in weights[1:]:
-            x = (x / (1.0 + torch.exp(-x))) @ w  # SiLU, spelled out for nested forward AD
-        return x
+    s, ds, d2s = _sinc_and_derivatives(f, r)
+    u, du, d2u = _envelope_and_derivatives(r, c.r_max, c.envelope_exponent)
+    x = [s * u, ds * u + s * du, d2s * u + 2.0 * ds * du + s * d2u]
+    x = [bessel.prefactor * t @ weights[0] for t in x]
+    for w in weights[1:]:
+        z, dz, d2z = x
+        sig = torch.sigmoid(z)
+        d1 = sig * (1.0 + z * (1.0 - sig))
+        d2 = sig * (1.0 - sig) * (2.0 + z * (1.0 - 2.0 * sig))
+        x = [(z * sig) @ w, (d1 * dz) @ w, (d2 * dz * dz + d1 * d2z) @ w]
+    values, slopes, curvatures = x
+    for t in x:  # the cutoff: R, R', R'' vanish (envelope)
+        t[-1] = 0.0
+    return values, slopes * step, curvatures * step**2
 
-    def slope(r: Tensor) -> Tensor:
-        return torch.func.jvp(radial, (r,), (torch.ones_like(r),))[1]
 
-    width = weights[-1].shape[1]
-    table = torch.empty(3, nodes, width, dtype=torch.float64)
-    for start in range(0, nodes, 64):  # in blocks of nodes: small temporaries
-        part = r[start : start + 64]
-        ones = torch.ones_like(part)
-        values, slopes = torch.func.jvp(radial, (part,), (ones,))
-        curvatures = torch.func.jvp(slope, (part,), (ones,))[1]
-        table[:, start : start + 64] = torch.stack([values, slopes * step, curvatures * step**2])
-    table[:, -1] = 0.0  # the cutoff: R, R', R'' vanish (envelope)
-    return table[0], table[1], table[2]
+def _sinc_and_derivatives(f: Tensor, r: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """s = sin(f r)/r and its first two r-derivatives (a Taylor series where f r is small)."""
+    fr = f * r
+    sin, cos = torch.sin(fr), torch.cos(fr)
+    safe = torch.where(fr < 0.05, torch.ones_like(r), r)
+    exact = (
+        sin / safe,
+        (fr * cos - sin) / safe**2,
+        (2.0 * sin - 2.0 * fr * cos - fr * fr * sin) / safe**3,
+    )
+    x2 = fr * fr
+    series = (
+        f * (1.0 - x2 / 6.0 + x2 * x2 / 120.0),
+        f * f * fr * (-1.0 / 3.0 + x2 / 30.0),
+        f**3 * (-1.0 / 3.0 + x2 / 10.0 - x2 * x2 / 168.0),
+    )
+    small = fr < 0.05
+    return tuple(torch.where(small, a, b) for a, b in zip(series, exact, strict=True))
+
+
+def _envelope_and_derivatives(r: Tensor, r_max: float, p: int) -> tuple[Tensor, Tensor, Tensor]:
+    """u(d) = 1 − a d^p + b d^(p+1) − c d^(p+2), d = r/r_max (equipot.nn.radial), and its first
+    two r-derivatives; all zero beyond the cutoff."""
+    a, b, c = (p + 1) * (p + 2) / 2, p * (p + 2), p * (p + 1) / 2
+    d = r / r_max
+    u = 1.0 - a * d**p + b * d ** (p + 1) - c * d ** (p + 2)
+    du = (-a * p * d ** (p - 1) + b * (p + 1) * d**p - c * (p + 2) * d ** (p + 1)) / r_max
+    d2u = (
+        -a * p * (p - 1) * d ** (p - 2)
+        + b * (p + 1) * p * d ** (p - 1)
+        - c * (p + 2) * (p + 1) * d**p
+    ) / r_max**2
+    inside = d < 1.0
+    return tuple(torch.where(inside, t, torch.zeros_like(t)) for t in (u, du, d2u))
 
 
 def per_component(weights) -> Tensor:
