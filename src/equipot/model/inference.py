@@ -10,7 +10,7 @@ Forces and the virial follow from the edge gradients (:mod:`equipot.physics.deri
 
 Radial functions. R(r) = MLP(b(r)·u(r)) depends on the distance alone, so by default the engine
 tabulates it once per weight set on a uniform grid of ``inference_radial_table`` nodes over
-[0, r_max] — values, first and second derivatives from forward-mode autograd in float64 — and
+[0, r_max] — values, first and second derivatives by second-order forward mode in float64 — and
 interpolates with quintic Hermite polynomials (C²: all three exact at the nodes). That
 replaces the largest matrix products per edge (num_radial → hidden → paths × channels) by six
 multiply–adds per output. Forces stay the exact derivative of the energy the engine computes;
