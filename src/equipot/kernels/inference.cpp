@@ -238,6 +238,18 @@ class InferenceEngine {
     du = (T(p) / T(r_max_)) * dp1 * (-c + T(2) * c * d - c * d * d);
   }
 
+  // Length r, unit vector u and the powers pw[a][k] = u_a^k (k <= lmax_sh) of one vector.
+  template <typename T>
+  inline T unit_powers(const T* v, T* u, T (*pw)[8]) const {
+    const T r = std::sqrt(v[0] * v[0] + v[1] * v[1] + v[2] * v[2]);
+    for (int a = 0; a < 3; ++a) {
+      u[a] = v[a] / r;
+      pw[a][0] = T(1);
+      for (int64_t k = 1; k <= lmax_sh_; ++k) pw[a][k] = pw[a][k - 1] * u[a];
+    }
+    return r;
+  }
+
   // Per slot: monomials of û (for Y), enveloped Bessel basis, envelope.
   template <typename T>
   void edge_features(const Tensor& vectors, Tensor& mono, Tensor& basis, Tensor& env,
@@ -249,14 +261,9 @@ class InferenceEngine {
     at::parallel_for(0, S, 256, [&](int64_t s0, int64_t s1) {
       T pw[3][8];
       for (int64_t s = s0; s < s1; ++s) {
-        const T x = v[3 * s], y = v[3 * s + 1], z = v[3 * s + 2];
-        const T r = std::sqrt(x * x + y * y + z * z);
+        T u[3];
+        const T r = unit_powers<T>(v + 3 * s, u, pw);
         dp[s] = r;
-        const T u[3] = {x / r, y / r, z / r};
-        for (int a = 0; a < 3; ++a) {
-          pw[a][0] = T(1);
-          for (int64_t k = 1; k <= lmax_sh_; ++k) pw[a][k] = pw[a][k - 1] * u[a];
-        }
         for (int64_t m = 0; m < U; ++m)
           mp[s * U + m] = pw[0][exps_[3 * m]] * pw[1][exps_[3 * m + 1]] * pw[2][exps_[3 * m + 2]];
         T e, de;
@@ -281,18 +288,13 @@ class InferenceEngine {
     at::parallel_for(0, S, 256, [&](int64_t s0, int64_t s1) {
       T pw[3][8];
       for (int64_t s = s0; s < s1; ++s) {
-        const T x = v[3 * s], y = v[3 * s + 1], z = v[3 * s + 2];
-        const T r = std::sqrt(x * x + y * y + z * z);
-        const T u[3] = {x / r, y / r, z / r};
+        T u[3];
+        const T r = unit_powers<T>(v + 3 * s, u, pw);
         T e, de;
         envelope<T>(r, e, de);
         if (e == T(0) && de == T(0)) {  // beyond the cutoff (empty slots): no gradient
           gv[3 * s] = gv[3 * s + 1] = gv[3 * s + 2] = T(0);
           continue;
-        }
-        for (int a = 0; a < 3; ++a) {
-          pw[a][0] = T(1);
-          for (int64_t k = 1; k <= lmax_sh_; ++k) pw[a][k] = pw[a][k - 1] * u[a];
         }
         T gu[3] = {T(0), T(0), T(0)};
         for (int64_t m = 0; m < U; ++m) {
