@@ -130,6 +130,10 @@ def test_tabulated_radial_functions(kind):
             energies.append(float(predict(fast, graph.replace(positions=moved)).energy))
         fd = -(energies[0] - energies[1]) / (2 * h)
         assert abs(fd - float(tabulated.forces[atom, axis])) < 1e-8 + 1e-7 * abs(fd)
+    fast.inference_radial_table = 3
+    with pytest.raises(ValueError, match="inference_radial_table"):
+        predict(fast, graph)
+    fast.inference_radial_table = 1024
     copied = copy.deepcopy(fast)  # building the table left nothing uncopyable behind
     assert torch.allclose(predict(copied, graph).energy, tabulated.energy, rtol=1e-13, atol=0)
 

@@ -188,6 +188,9 @@ def build_engine(model: EnergyModel, dtype: torch.dtype):
     """Pack a frozen model's weights (in ``dtype``) into a C++ ``InferenceEngine``."""
     kernels = cpu_kernels()
     c = model.config
+    nodes = model.inference_radial_table
+    if nodes != 0 and nodes < 16:
+        raise ValueError(f"inference_radial_table must be 0 (no table) or ≥ 16 nodes, got {nodes}")
     like = torch.empty(0, dtype=dtype)
     index_like = torch.empty(0, dtype=torch.int64)
 
@@ -211,9 +214,8 @@ def build_engine(model: EnergyModel, dtype: torch.dtype):
         cast(model.constants.get("e0", like)),
         cast(model.embedding),
         int(model.inference_chunk_slots),
-        c.r_max / max(model.inference_radial_table - 1, 1),
+        c.r_max / max(nodes - 1, 1),
     )
-    nodes = model.inference_radial_table
     empty = torch.empty(0, dtype=dtype)
     for index, layer in enumerate(model.layers):
         edge, node = layer.edge, layer.node
