@@ -84,11 +84,11 @@ class EnergyModel(nn.Module):
             layer.memory_efficient = memory_efficient
         return self
 
-    def save(self, path, extra: dict | None = None):
+    def save(self, path, extra: dict | None = None, **heads):
         """Write this model to a file (see :func:`equipot.model.io.save_model`)."""
         from equipot.model.io import save_model
 
-        return save_model(self, path, extra)
+        return save_model(self, path, extra, **heads)
 
     @property
     def dtype(self) -> torch.dtype:

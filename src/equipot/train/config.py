@@ -21,6 +21,7 @@ from pydantic import (
 
 from equipot.data.readers import DataSource
 from equipot.model.config import ModelConfig
+from equipot.train.finetune import FinetuneConfig
 
 TRAIN_SCHEMA_VERSION = 1
 
@@ -157,6 +158,7 @@ class TrainConfig(_Section):
     loss: LossConfig = Field(default_factory=LossConfig)
     optim: OptimConfig = Field(default_factory=OptimConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
+    finetune: FinetuneConfig | None = None  # start from a trained model (train/finetune.py)
 
     @field_validator("schema_version")
     @classmethod

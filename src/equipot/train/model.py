@@ -90,5 +90,7 @@ class TrainingModel(nn.Module):
         model.load_state_dict(self.net.state_dict())
         return model
 
+    head_name: str | None = None  # a fine-tuned model's head (equipot.transfer.heads)
+
     def save(self, path: Path, extra: dict | None = None) -> Path:
-        return self.export().save(path, extra=extra)
+        return self.export().save(path, extra=extra, head_name=self.head_name)

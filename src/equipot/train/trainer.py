@@ -22,6 +22,7 @@ from equipot.train import checkpoint as ckpt
 from equipot.train.config import TrainConfig
 from equipot.train.distributed import Comm, sync_gradients
 from equipot.train.evaluate import evaluate_dataset
+from equipot.train.finetune import build_training_model
 from equipot.train.history import plot_learning_curve, write_csv
 from equipot.train.loss import LossFunction, LossWeights, Normalisation, loss_terms
 from equipot.train.metrics import ErrorAccumulator
@@ -59,14 +60,9 @@ class Trainer:
         self.reference = prepared.energy_reference()
         # The network learns E − Σ E0 (labels referenced in float64); E0 is put back in the
         # saved model files. Same function, but float32 training keeps sub-meV resolution.
-        self.model = TrainingModel(
-            prepared.model_config,
-            seed=config.seed,
-            dtype=self.dtype,
-            learn_e0=config.optim.learn_e0,
-            learn_shift=config.optim.learn_shift,
-        )
-        self.optimizer = make_optimizer(self.model, config.optim)
+        self.model = build_training_model(config, prepared)  # fine-tuning: from a base model
+        lr_scale = config.finetune.lr_scale if config.finetune else {}
+        self.optimizer = make_optimizer(self.model, config.optim, lr_scale)
         self.schedule = LRSchedule(config.optim)
         decay = config.optim.ema_decay
         self.ema = EMA(self.model, decay) if decay else None
