@@ -22,6 +22,9 @@ SUBCOMMANDS: dict[str, str] = {
     "train": "train",
     "evaluate": "evaluate",
     "demo": "demo",
+    # transfer
+    "label": "label",
+    "hull": "hull",
 }
 
 

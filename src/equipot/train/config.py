@@ -98,6 +98,9 @@ class LossConfig(_Section):
     huber_delta: float = Field(0.01, gt=0.0, description="eV/atom, eV/Å, eV/Å³")
     config_type_weights: dict[str, float] = Field(default_factory=dict)
     element_weights: dict[str, float] = Field(default_factory=dict)
+    # fairness across config types (train/group_balance.py): none | inverse_frequency | dro
+    group_balance: Literal["none", "inverse_frequency", "dro"] = "none"
+    dro_step: float = Field(0.01, gt=0.0, description="group-DRO step size η")
 
     @field_validator("element_weights")
     @classmethod

@@ -23,6 +23,7 @@ from equipot.train.config import TrainConfig
 from equipot.train.distributed import Comm, sync_gradients
 from equipot.train.evaluate import evaluate_dataset
 from equipot.train.finetune import build_training_model
+from equipot.train.group_balance import GroupBalancer
 from equipot.train.history import plot_learning_curve, write_csv
 from equipot.train.loss import LossFunction, LossWeights, Normalisation, loss_terms
 from equipot.train.metrics import ErrorAccumulator
@@ -76,6 +77,7 @@ class Trainer:
         )
         for dataset in (self.train_set, self.valid_set):
             dataset.set_config_type_weights(lc.config_type_weights)
+        self.groups = GroupBalancer.create(lc, self.train_set)  # group weights / group DRO
         self.run_dir = prepared.run_dir
         self._last_plot = -math.inf
 
@@ -103,6 +105,7 @@ class Trainer:
                 "stage": s.stage,
             },
             "history": s.history,
+            "groups": None if self.groups is None else self.groups.state_dict(),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -113,6 +116,8 @@ class Trainer:
             self.ema.load_state_dict(state["ema"])
         ckpt.set_rng_state(state["rng"])
         self.state = TrainState(**state["progress"], history=list(state["history"]))
+        if self.groups is not None and state.get("groups") is not None:
+            self.groups.load_state_dict(state["groups"])
         self.loss = self.loss.with_weights(self._stage_weights(self.state.stage))
 
     # ------------------------------------------------------------------ loop
@@ -186,6 +191,10 @@ class Trainer:
                 loss.backward()
                 loss_value = float(loss.detach())
                 acc.update(pred, batch)
+            if self.groups is not None:  # group DRO: reweight groups for the next step
+                self.groups.observe(
+                    *((pred, batch) if len(mine) else (None, None)), self.loss, comm
+                )
             elapsed = time.perf_counter() - start if comm.is_main else 0.0
             extra = torch.tensor([loss_value, elapsed], dtype=torch.float64)
             extra = sync_gradients(self.model, comm, extra)
