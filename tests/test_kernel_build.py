@@ -133,7 +133,7 @@ def test_ci_script_requires_kernels_and_runs_the_readme_command(tmp_path):
     block = readme[start:].split("```", 2)[1]  # "bash\n<command>\n"
     assert block.startswith("bash\n") and "python -m pytest" in block
     (tmp_path / "README.md").write_text(
-        "<!-- test-command -->\n```bash\necho \"require=$EQUIPOT_REQUIRE_KERNELS\"\n```\n"
+        '<!-- test-command -->\n```bash\necho "require=$EQUIPOT_REQUIRE_KERNELS"\n```\n'
     )
     out = subprocess.run(
         ["bash", str(tmp_path / ".ci" / "run")], capture_output=True, text=True, timeout=60
