@@ -97,7 +97,7 @@ def test_e0_refit_recovers_a_new_level_of_theory(base, tmp_path):
 
     cache = open_cache(DataSource(path=tmp_path / "shifted.xyz"), 3.0, tmp_path / "cache")
     zero = extend_model(model, model.config.elements, e0={})
-    e0 = refit_e0(zero, GraphDataset(cache), dict(model.config.e0), keep=False)
+    e0 = refit_e0(zero, GraphDataset(cache), dict(model.config.e0), fixed=set())
     for element, offset in offsets.items():
         assert e0[element] == pytest.approx(model.config.e0[element] + offset, abs=1e-8)
 

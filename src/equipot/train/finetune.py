@@ -184,23 +184,17 @@ def attach(config, prepared, *, resumed: bool, verbose: bool = True):
     path = _base_path(config)
     base_head = read_model_metadata(path).get("head_name", DEFAULT_HEAD)
     base = load_model(path, dtype=torch.float64)
-    data_elements = list(prepared.model_config.elements)
-    elements = list(base.config.elements) + [
-        e for e in data_elements if e not in base.config.elements
-    ]
-
-    added = {
-        e: template_element(e, base.config.elements)
-        for e in elements
-        if e not in base.config.elements
-    }
+    known = list(base.config.elements)
+    elements = known + [e for e in prepared.model_config.elements if e not in known]
+    added = {e: template_element(e, known) for e in elements if e not in known}
     if resumed:
         target_config = prepared.model_config
     else:
         train_set = prepared.train.open(config.data.in_memory)
         zero = extend_model(base, elements, e0={})
-        base_e0 = {e: base.config.e0.get(added.get(e, e), 0.0) for e in zero.config.elements}
-        e0 = refit_e0(zero, train_set, base_e0, keep=ft.e0 == "keep")
+        initial = {e: base.config.e0.get(added.get(e, e), 0.0) for e in zero.config.elements}
+        fixed = set(known) if ft.e0 == "keep" else set()
+        e0 = refit_e0(zero, train_set, initial, fixed=fixed)
         target_config = zero.config.model_copy(update={"e0": e0})
         prepared.model_config = target_config
         prepared.statistics = {
@@ -229,12 +223,13 @@ def attach(config, prepared, *, resumed: bool, verbose: bool = True):
 
 
 def refit_e0(
-    model, dataset, base_e0: dict[str, float], *, keep: bool, batch_size: int = 32
+    model, dataset, initial: dict[str, float], *, fixed: set[str], batch_size: int = 32
 ) -> dict[str, float]:
     """Per-element E0 for the training data's level of theory (see module docstring).
 
-    ``model`` has E0 = 0, so its energies are interaction energies. Elements the base model
-    knew keep their E0 with ``keep``; added elements are always fitted.
+    ``model`` has E0 = 0, so its energies are interaction energies; ``initial`` holds the
+    starting E0 of every element, those in ``fixed`` are kept, the others get the
+    minimum-norm least-squares correction.
     """
     from equipot.calculator import frozen_copy
     from equipot.physics.derivatives import predict
@@ -253,19 +248,12 @@ def refit_e0(
             np.add.at(c, (batch.graph.batch.numpy(), cols), 1.0)
             counts.append(c)
     residual, counts = np.concatenate(residual), np.concatenate(counts)
-    e0 = np.array([base_e0[e] for e in elements])
-    free = np.ones(len(elements), dtype=bool)
-    if keep:
-        free = np.array([e not in base_e0 or e in _added(model, base_e0) for e in elements])
-    target = residual - counts @ e0
+    e0 = np.array([initial[e] for e in elements])
+    free = np.array([e not in fixed for e in elements])
     if free.any():
-        delta, *_ = np.linalg.lstsq(counts[:, free], target, rcond=None)
+        delta, *_ = np.linalg.lstsq(counts[:, free], residual - counts @ e0, rcond=None)
         e0[free] += delta
     return {e: float(v) for e, v in zip(elements, e0, strict=True)}
-
-
-def _added(model, base_e0) -> set[str]:
-    return {e for e in model.config.elements if e not in base_e0}
 
 
 # ---------------------------------------------------------------------------- the model

@@ -125,8 +125,14 @@ def _lennard_jones(spec: str) -> Calculator:
     return LennardJones(sigma=sigma, epsilon=epsilon, rc=3.0 * sigma, smooth=True)
 
 
+def _emt() -> Calculator:
+    from ase.calculators.emt import EMT
+
+    return EMT()
+
+
 TEACHERS: dict[str, Callable[[str], Calculator]] = {
-    "emt": lambda _: __import__("ase.calculators.emt", fromlist=["EMT"]).EMT(),
+    "emt": lambda _: _emt(),
     "gfn2-xtb": lambda _: XTBCalculator("GFN2-xTB"),
     "gfn1-xtb": lambda _: XTBCalculator("GFN1-xTB"),
     "sw-si": lambda _: _matscipy("sw"),
