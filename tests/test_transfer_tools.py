@@ -132,3 +132,15 @@ def test_fast_xtb_calculator_matches_tblites_ase_calculator():
         a.calc, b.calc = fast, TBLite(method="GFN2-xTB", verbosity=0)
         assert a.get_potential_energy() == pytest.approx(b.get_potential_energy(), abs=1e-6)
         assert np.allclose(a.get_forces(), b.get_forces(), atol=1e-5)
+
+
+def test_unknown_shipped_model_and_base_are_clear_errors(tmp_path):
+    with pytest.raises(ValueError, match="no shipped pre-trained model named 'nope'"):
+        equipot.pretrained("nope")
+    from equipot.train import load_config, train
+    from tests.train_utils import tiny_config, write_emt
+
+    data = write_emt(tmp_path / "d.xyz", 4)
+    config = load_config(tiny_config(data, tmp_path / "ft", finetune={"from": "missing.eqp"}))
+    with pytest.raises(FileNotFoundError, match=r"missing\.eqp is neither a model file"):
+        train(config, verbose=False)

@@ -33,9 +33,8 @@ def pretrained_path(name: str | None = None, kind: str = "eqp") -> Path:
     name = name or DEFAULT
     path = HERE / f"{name}.{kind}"
     if not (HERE / f"{name}.eqp").is_file():
-        raise ValueError(
-            f"no shipped pre-trained model named {name!r} (available: {', '.join(available())})"
-        )
+        shipped = ", ".join(available()) or "none: this installation has no packaged model"
+        raise ValueError(f"no shipped pre-trained model named {name!r} (available: {shipped})")
     if not path.is_file():
         raise FileNotFoundError(f"the shipped model {name!r} has no {kind} file ({path})")
     return path
@@ -60,6 +59,5 @@ def resolve_model_path(spec: str | Path) -> Path:
         return path
     if str(spec) in available():
         return pretrained_path(str(spec))
-    raise FileNotFoundError(
-        f"{spec} is neither a model file nor a shipped model (shipped: {', '.join(available())})"
-    )
+    shipped = ", ".join(available()) or "none"
+    raise FileNotFoundError(f"{spec} is neither a model file nor a shipped model ({shipped})")
