@@ -262,7 +262,7 @@ def build_training_model(config, prepared) -> torch.nn.Module:
     one initialised from the base weights (with frozen groups and, with replay, two heads)."""
     from equipot.model.builder import resolve_dtype
     from equipot.model.io import load_model
-    from equipot.train.model import TrainingModel
+    from equipot.train.model import TrainingModel, learnable_e0
     from equipot.transfer.elements import extend_state
 
     dtype = resolve_dtype(config.dtype)
@@ -273,7 +273,9 @@ def build_training_model(config, prepared) -> torch.nn.Module:
             model_config,
             seed=config.seed,
             dtype=dtype,
-            learn_e0=o.learn_e0,
+            learn_e0=learnable_e0(
+                o.learn_e0, prepared.statistics.get("e0_source", {}), model_config.elements
+            ),
             learn_shift=o.learn_shift,
         )
 
