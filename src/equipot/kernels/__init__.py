@@ -17,8 +17,8 @@ from types import ModuleType
 import torch
 
 _HERE = Path(__file__).parent
-_SOURCES = [_HERE / "cpu_kernels.cpp", _HERE / "inference.cpp"]
-_HEADERS = [_HERE / "tp_sc.h"]
+_SOURCES = [_HERE / "cpu_kernels.cpp", _HERE / "inference.cpp", _HERE / "training.cpp"]
+_HEADERS = [_HERE / "tp_sc.h", _HERE / "second_order.h", _HERE / "edge_geometry.h"]
 _state: dict[str, ModuleType | None] = {}
 
 
