@@ -7,12 +7,11 @@ import torch
 
 from equipot.calculator import atoms_to_graph, frozen_copy
 from equipot.graph import batch_graphs
-from equipot.kernels import cpu_kernels
 from equipot.model.second_order import engine_runs, hessian_vectors
 from equipot.physics.derivatives import hessian_from_graph, hessian_vector_product
 from tests.conftest import random_cluster, random_crystal, small_model
 
-pytestmark = pytest.mark.skipif(cpu_kernels() is None, reason="kernels could not be built")
+pytestmark = pytest.mark.usefixtures("kernels")
 
 STRUCTURES = {
     "molecule": lambda: random_cluster(7, seed=1),
