@@ -232,6 +232,7 @@ def hessian_vectors(model: nn.Module, graph: AtomicGraph, vectors: Tensor) -> Te
         and is_frozen(model)
         and second_order_available(model, graph.dtype)
         and vectors.dtype == graph.dtype
+        and not getattr(model, "terms", None)  # parameter-free terms: autograd for now
     ):
         return None
     run = SecondOrderPass(model, graph, frozen=True)

@@ -57,6 +57,15 @@ def _fused(
     extra = _Extras(model, graph, run)
     atomic = atomic + extra.atomic
     edge_grad = edge_grad + extra.edge_gradient
+    terms = getattr(model.net, "terms", None)  # parameter-free energy terms (model/terms/)
+    if terms:
+        from equipot.model.terms import TermInputs
+
+        inputs = TermInputs(graph, run.species, vectors)
+        for term in terms.values():
+            term_atomic, term_grad = term.edge_gradient(inputs)
+            atomic = atomic + term_atomic.detach()
+            edge_grad = edge_grad + term_grad.detach()
     energy = torch.zeros(graph.num_systems, dtype=atomic.dtype).index_add(0, graph.batch, atomic)
     out = ModelOutput(energy=energy, atomic_energies=atomic)
     pred = _from_edge_gradient(graph, out, vectors, edge_grad, True, stress)
