@@ -75,7 +75,11 @@ def _gradients(model, batch, loss, fused: bool):
     norm = Normalisation.of(n_atoms, batch.has_forces.numpy(), batch.has_stress.numpy())
     stress = bool(loss.weights.stress) and bool(batch.has_stress.any())
     value, pred = loss_and_gradients(model, batch, loss, norm, stress=stress, fused=fused)
-    return value, pred, {name: p.grad.clone() for name, p in model.named_parameters()}
+    grads = {
+        n: torch.zeros_like(p) if p.grad is None else p.grad.clone()
+        for n, p in model.named_parameters()
+    }
+    return value, pred, grads
 
 
 def _assert_close(fused, reference, rtol):
