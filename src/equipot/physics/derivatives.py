@@ -25,6 +25,7 @@ import torch
 from torch import Tensor
 
 from equipot.graph import AtomicGraph
+from equipot.model.second_order import hessian_vectors
 
 
 @dataclass
@@ -116,11 +117,15 @@ def hessian_vector_product(model: torch.nn.Module, graph: AtomicGraph, vectors: 
     """H·v for a batch of displacement vectors v (B, N, 3) → (B, N, 3), eV/Å².
 
     Costs one forward and one double backward per call, independent of N: use it (e.g. in
-    Lanczos) when the dense (3N)² Hessian would not fit.
+    Lanczos) when the dense (3N)² Hessian would not fit. Frozen models on the CPU take the
+    second-order C++ engine (:func:`equipot.model.second_order.hessian_vectors`).
     """
     single = vectors.ndim == 2
     if single:
         vectors = vectors.unsqueeze(0)
+    out = hessian_vectors(model, graph, vectors.detach())  # the C++ engine, where it applies
+    if out is not None:
+        return out[0] if single else out
     positions = graph.positions.detach().requires_grad_(True)
     energy = model(graph.replace(positions=positions)).energy.sum()
     (gradient,) = torch.autograd.grad(energy, positions, create_graph=True)
@@ -133,13 +138,17 @@ def hessian_vector_product(model: torch.nn.Module, graph: AtomicGraph, vectors: 
 
 
 def hessian_from_graph(model: torch.nn.Module, graph: AtomicGraph, chunk: int = 64) -> Tensor:
-    """Dense Hessian ∂²E/∂r∂r, shape (3N, 3N), by autograd (exact, symmetric up to rounding)."""
+    """Dense Hessian ∂²E/∂r∂r, shape (3N, 3N), exact (symmetric up to rounding): 3N
+    Hessian-vector products, by the C++ engine for frozen models on the CPU, else autograd."""
     n3 = 3 * graph.num_atoms
+    eye = torch.eye(n3, dtype=graph.dtype, device=graph.device)
+    fused = hessian_vectors(model, graph, eye.view(n3, -1, 3))
+    if fused is not None:
+        return fused.reshape(n3, n3)
     positions = graph.positions.detach().requires_grad_(True)
     energy = model(graph.replace(positions=positions)).energy.sum()
     (gradient,) = torch.autograd.grad(energy, positions, create_graph=True)
     gradient = gradient.reshape(-1)
-    eye = torch.eye(n3, dtype=gradient.dtype, device=gradient.device)
     rows = []
     for start in range(0, n3, chunk):
         block = eye[start : start + chunk]

@@ -1,7 +1,8 @@
 """The training loop of one process (see :mod:`equipot.train.run` for launching it).
 
-Per step: the global batch's frames for this process → ``predict(..., create_graph=True)``
-→ weighted loss → backward → gradients summed over processes → clip → optimiser → EMA.
+Per step: the global batch's frames for this process → loss and its parameter gradients
+(:func:`~equipot.train.fused_step.loss_and_gradients`: the fused C++ second-order engine on
+the CPU, autograd elsewhere) → gradients summed over processes → clip → optimiser → EMA.
 Per epoch: validation with the EMA weights, CSV / PNG log, checkpoint, best model file.
 """
 
@@ -17,15 +18,15 @@ import torch
 from tqdm import tqdm
 
 from equipot.model.builder import resolve_dtype
-from equipot.physics.derivatives import predict
 from equipot.train import checkpoint as ckpt
 from equipot.train.config import TrainConfig
 from equipot.train.distributed import Comm, sync_gradients
 from equipot.train.evaluate import evaluate_dataset
 from equipot.train.finetune import build_training_model
 from equipot.train.group_balance import GroupBalancer
+from equipot.train.fused_step import loss_and_gradients
 from equipot.train.history import plot_learning_curve, write_csv
-from equipot.train.loss import LossFunction, LossWeights, Normalisation, loss_terms
+from equipot.train.loss import LossFunction, LossWeights, Normalisation
 from equipot.train.metrics import ErrorAccumulator
 from equipot.train.model import TrainingModel
 from equipot.train.optim import EMA, LRSchedule, make_optimizer
@@ -184,12 +185,9 @@ class Trainer:
             if len(mine):
                 batch = self.train_set.batch(mine, self.dtype, self.reference)
                 want_stress = bool(self.loss.weights.stress) and bool(batch.has_stress.any())
-                pred = predict(
-                    self.model, batch.graph, forces=True, stress=want_stress, create_graph=True
+                loss_value, pred = loss_and_gradients(
+                    self.model, batch, self.loss, norm, stress=want_stress
                 )
-                loss = sum(loss_terms(pred, batch, self.loss, norm).values())
-                loss.backward()
-                loss_value = float(loss.detach())
                 acc.update(pred, batch)
             if self.groups is not None:  # group DRO: reweight groups for the next step
                 self.groups.observe(
