@@ -18,7 +18,7 @@ import torch
 
 _HERE = Path(__file__).parent
 _SOURCES = [_HERE / "cpu_kernels.cpp", _HERE / "inference.cpp"]
-_HEADERS = [_HERE / "tp_sc.h", _HERE / "engine.h"]
+_HEADERS = [_HERE / "tp_sc.h", _HERE / "engine.h", _HERE / "engine_tensors.h"]
 _state: dict[str, ModuleType | None] = {}
 
 

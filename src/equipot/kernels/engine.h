@@ -87,6 +87,18 @@ using detail::add_selected;
 using detail::per_component;
 using detail::silu_grad_mul;
 
+// Node features of atoms that are not centres (ghosts: atoms owned by another MPI rank or
+// periodic images, LAMMPS) are the owners' features, so a multi-layer model needs them
+// exchanged between layers. The engine calls forward(h) after each layer but the last, with h
+// (N_all, D, C) filled for the centres (rows < N_centre): fill the ghost rows from their
+// owners. In the backward pass it calls reverse(g) with g = dE/dh (N_all, D, C): add the ghost
+// rows to their owners' rows (they are not read afterwards).
+struct GhostExchange {
+  virtual ~GhostExchange() = default;
+  virtual void forward(Tensor& h) = 0;
+  virtual void reverse(Tensor& g) = 0;
+};
+
 class InferenceEngine {
  public:
   InferenceEngine(double r_max, int64_t envelope_p, std::vector<double> frequencies,
@@ -138,10 +150,15 @@ class InferenceEngine {
 
   // vectors (N, K, 3) in the padded slot layout; neighbors (N, K); counts (N,); species (N,).
   // Returns [atomic energies (N,), dE/dvectors (N, K, 3) or an undefined tensor].
+  // With ``ghosts``, the first N atoms are the centres and species (N_all,) ≥ N also lists the
+  // ghost atoms that neighbors may point to (see GhostExchange).
   std::vector<Tensor> run(Tensor vectors, Tensor neighbors, Tensor counts, Tensor species,
-                          bool gradient) {
+                          bool gradient, GhostExchange* ghosts = nullptr) {
     TORCH_CHECK(vectors.scalar_type() == embedding_.scalar_type(),
                 "inference engine built for another dtype");
+    TORCH_CHECK(ghosts ? species.size(0) >= neighbors.size(0)
+                       : species.size(0) == neighbors.size(0),
+                "species must list every centre (and, with a ghost exchange, every ghost)");
     vectors = vectors.contiguous();
     neighbors = neighbors.contiguous();
     counts = counts.contiguous();
@@ -153,13 +170,21 @@ class InferenceEngine {
     {
       c10::InferenceMode guard;
       AT_DISPATCH_FLOATING_TYPES(vectors.scalar_type(), "inference", [&] {
-        auto out = run_impl<scalar_t>(vectors, neighbors, counts, species, gradient);
+        auto out = run_impl<scalar_t>(vectors, neighbors, counts, species, gradient, ghosts);
         atomic.copy_(out[0]);
         if (gradient) grad.copy_(out[1]);
       });
     }
     return {atomic, grad};
   }
+
+  double r_max() const { return r_max_; }
+  int64_t num_layers() const { return int64_t(layers_.size()); }
+  int64_t channels() const { return embedding_.size(1); }
+  int64_t num_elements() const { return embedding_.size(0); }
+  // Spherical components of the features that layer t passes on (the ghost-exchange width).
+  int64_t feature_components(int64_t t) const { return layers_[t].out.size(0); }
+  at::ScalarType dtype() const { return embedding_.scalar_type(); }
 
  private:
   double r_max_;
@@ -417,8 +442,10 @@ class InferenceEngine {
 
   template <typename T>
   std::vector<Tensor> run_impl(const Tensor& vectors, const Tensor& nbr, const Tensor& cnt,
-                               const Tensor& species, bool gradient) const {
+                               const Tensor& species, bool gradient,
+                               GhostExchange* ghosts) const {
     const int64_t N = nbr.size(0), K = nbr.size(1), S = N * K, C = embedding_.size(1);
+    const int64_t n_all = species.size(0);  // centres first, then ghosts
     const int64_t U = sh_coeff_.size(0), nb = freq_.size();
     const int64_t rows = std::max<int64_t>(1, chunk_slots_ / std::max<int64_t>(K, 1));
     const bool keep = rows >= N;  // one chunk: keep R for the backward pass
@@ -434,7 +461,7 @@ class InferenceEngine {
     Tensor Y = at::mm(mono, sh_coeff_);  // (S, (lmax_sh+1)^2)
 
     std::vector<Saved> saved(layers_.size());
-    Tensor h = embedding_.index_select(0, species).unsqueeze(1);  // (N, 1, C)
+    Tensor h = embedding_.index_select(0, species).unsqueeze(1);  // (N_all, 1, C)
     Tensor interaction = at::zeros({N, 1}, opts);
     for (size_t t = 0; t < layers_.size(); ++t) {
       const Layer& L = layers_[t];
@@ -455,7 +482,7 @@ class InferenceEngine {
                            f, o, vals, L.sc_entries);
       }
       Tensor h_new = per_component(B, L.out);
-      if (L.sc.defined()) add_selected<T>(h_new, per_component(h, L.sc), z, C);
+      if (L.sc.defined()) add_selected<T>(h_new, per_component(h.narrow(0, 0, N), L.sc), z, C);
       Tensor s = h_new.select(1, 0);
       if (L.readout.size() == 1) {
         interaction.add_(at::mm(s, L.readout[0]));
@@ -464,8 +491,14 @@ class InferenceEngine {
         interaction.add_(at::mm(at::silu(sv.readout_pre), L.readout[1]));
       }
       h = h_new;
+      if (ghosts && t + 1 < layers_.size()) {
+        h = at::empty({n_all, h_new.size(1), C}, opts);
+        h.narrow(0, 0, N).copy_(h_new);
+        ghosts->forward(h);
+      }
     }
-    Tensor atomic = e0_.index_select(0, species) + T(scale_) * interaction.squeeze(1) +
+    Tensor atomic = e0_.index_select(0, species.narrow(0, 0, N)) +
+                    T(scale_) * interaction.squeeze(1) +
                     T(shift_ * inv_avg_) * env.sum(1);
     if (!gradient) return {atomic, Tensor()};
 
@@ -505,12 +538,14 @@ class InferenceEngine {
                                             gY, g_basis, g_dist);
       if (!need_h) break;
       Tensor g_in = at::zeros_like(sv.h_in);
-      if (L.sc.defined()) add_selected<T>(g_in, per_component(G, L.sc_t), z, C);
+      Tensor g_centres = g_in.narrow(0, 0, N);
+      if (L.sc.defined()) add_selected<T>(g_centres, per_component(G, L.sc_t), z, C);
       if (L.up.defined())
         g_in.narrow(1, 0, L.up_t.size(0)).add_(per_component(gh_up, L.up_t));
       else
         g_in.add_(gh_up);
-      G = g_in;
+      if (ghosts) ghosts->reverse(g_in);
+      G = g_in.narrow(0, 0, N);
     }
     Tensor g_mono = at::mm(gY, sh_coeff_.t());
     Tensor g_vec = at::empty_like(vectors);

@@ -1,17 +1,21 @@
-// Python binding of the whole-model inference engine (engine.h).
+// Python binding of the whole-model inference engine (engine.h), built from the tensors of
+// pack_engine() (equipot/model/inference.py; engine_tensors.h).
 
 #include <torch/extension.h>
 
-#include "engine.h"
+#include "engine_tensors.h"
 
 namespace py = pybind11;
 using at::Tensor;
 
 void register_inference(py::module& m) {
   py::class_<equipot::InferenceEngine>(m, "InferenceEngine")
-      .def(py::init<double, int64_t, std::vector<double>, double, Tensor, std::vector<int64_t>,
-                    int64_t, double, double, double, Tensor, Tensor, int64_t, double>())
-      .def("add_layer", &equipot::InferenceEngine::add_layer)
-      .def("run", &equipot::InferenceEngine::run,
+      .def("run",
+           [](equipot::InferenceEngine& e, Tensor vectors, Tensor neighbors, Tensor counts,
+              Tensor species, bool gradient) {
+             return e.run(vectors, neighbors, counts, species, gradient);
+           },
            py::call_guard<py::gil_scoped_release>());
+  m.def("engine_from_tensors", &equipot::engine_from_tensors);
+  m.attr("ENGINE_FORMAT") = equipot::kEngineFormat;
 }
