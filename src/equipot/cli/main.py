@@ -22,6 +22,8 @@ SUBCOMMANDS: dict[str, str] = {
     "train": "train",
     "evaluate": "evaluate",
     "demo": "demo",
+    # other engines
+    "lammps": "lammps",
 }
 
 

@@ -20,8 +20,23 @@ from equipot.version import __version__
 FORMAT_TAG = "equipot-model"
 
 
-def save_model(model: EnergyModel, path: str | Path, extra: dict | None = None) -> Path:
-    """Write ``model`` to ``path`` (weights in the model's dtype, config as JSON)."""
+ENGINE_PREFIX = "engine."  # packed inference-engine tensors (equipot lammps export)
+
+
+def save_model(
+    model: EnergyModel,
+    path: str | Path,
+    extra: dict | None = None,
+    *,
+    engine: dict[str, torch.Tensor] | None = None,
+    engine_format: int | None = None,
+) -> Path:
+    """Write ``model`` to ``path`` (weights in the model's dtype, config as JSON).
+
+    ``engine``: packed inference-engine tensors (:func:`equipot.model.inference.pack_engine`)
+    stored beside the weights under ``engine.`` (read by the LAMMPS plugin, ignored by
+    :func:`load_model`), with their layout version ``engine_format``.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     metadata = {
@@ -33,6 +48,11 @@ def save_model(model: EnergyModel, path: str | Path, extra: dict | None = None) 
         "extra": json.dumps(extra or {}),
     }
     tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    if engine is not None:
+        metadata["engine_format"] = str(engine_format)
+        tensors.update(
+            {ENGINE_PREFIX + k: v.detach().contiguous().cpu() for k, v in engine.items()}
+        )
     tmp = path.with_name(path.name + ".tmp")
     save_file(tensors, str(tmp), metadata=metadata)
     tmp.replace(path)  # atomic: an interrupted save never leaves a truncated model file
@@ -73,7 +93,7 @@ def load_model(path: str | Path, *, dtype: torch.dtype | None = None) -> EnergyM
     metadata = read_model_metadata(path)
     config = ModelConfig.model_validate_json(metadata["config"])
     model = EnergyModel(config)
-    state = load_file(str(path))
+    state = {k: v for k, v in load_file(str(path)).items() if not k.startswith(ENGINE_PREFIX)}
     missing, unexpected = set(model.state_dict()) - set(state), set(state) - set(model.state_dict())
     if missing or unexpected:
         raise ValueError(
