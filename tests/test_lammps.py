@@ -130,26 +130,30 @@ def _final(path) -> np.ndarray:
     return np.array([[float(v) for v in line.split()[1:]] for line in lines[start:]])
 
 
-@pytest.mark.parametrize("ranks,newton", [(1, True), (2, True), (2, False), (4, True)])
-def test_nve_same_on_every_rank_count(tmp_path_factory, model_file, plugin, ranks, newton):
-    runs = {}
-    for n, nw in ((1, True), (ranks, newton)):
-        d = tmp_path_factory.mktemp(f"nve{n}{nw}")
-        _nve_inputs(d, model_file, plugin, newton=nw)
-        done = run_mpi(n, "in.nve", d)
-        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-        runs[n, nw] = (_thermo((d / "log.lammps").read_text()), _final(d / "final.dump"))
-    (t1, x1), (tn, xn) = runs[1, True], runs[ranks, newton]
+def _nve_run(directory, model_file, plugin, ranks, newton):
+    atoms = _nve_inputs(directory, model_file, plugin, newton=newton)
+    done = run_mpi(ranks, "in.nve", directory)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    thermo = _thermo((directory / "log.lammps").read_text())
+    return atoms, thermo, _final(directory / "final.dump")
+
+
+@pytest.fixture(scope="module")
+def one_rank(tmp_path_factory, model_file, plugin):
+    return _nve_run(tmp_path_factory.mktemp("nve1"), model_file, plugin, 1, True)
+
+
+@pytest.mark.parametrize("ranks,newton", [(2, True), (2, False), (4, True)])
+def test_nve_same_on_every_rank_count(tmp_path, model_file, plugin, one_rank, ranks, newton):
+    _, t1, x1 = one_rank
+    _, tn, xn = _nve_run(tmp_path, model_file, plugin, ranks, newton)
     assert len(t1) == 21
     np.testing.assert_allclose(tn, t1, rtol=1e-9, atol=1e-9)
     np.testing.assert_allclose(xn, x1, rtol=0, atol=1e-9)
 
 
-def test_nve_conservation_matches_equipot_engine(tmp_path, model_file, plugin):
-    atoms = _nve_inputs(tmp_path, model_file, plugin)
-    done = run_mpi(2, "in.nve", tmp_path)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    thermo = _thermo((tmp_path / "log.lammps").read_text())
+def test_nve_conservation_matches_equipot_engine(model_file, one_rank):
+    atoms, thermo, _ = one_rank
     lammps_total = thermo[:, 3]
 
     potential = ModelPotential(equipot.load_model(model_file), dtype="float64")
