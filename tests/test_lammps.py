@@ -25,7 +25,7 @@ def plugin():
 
 @pytest.fixture(scope="module")
 def model_file(tmp_path_factory, plugin):
-    model = small_model(seed=1)
+    model = small_model(seed=1, repulsion=None)  # the plugin has no ZBL term yet
     path = tmp_path_factory.mktemp("lammps") / "model.eqp"
     export_model(model, path)
     return path
@@ -171,6 +171,11 @@ def test_nve_conservation_matches_equipot_engine(model_file, one_rank):
     np.testing.assert_allclose(lammps_total - lammps_total[0], totals - totals[0], atol=2e-8)
     spread = np.ptp(totals)
     assert spread > 0 and abs(np.ptp(lammps_total) - spread) < 0.01 * spread
+
+
+def test_export_refuses_terms_the_plugin_lacks(tmp_path):
+    with pytest.raises(ValueError, match="repulsion"):
+        export_model(small_model(seed=1), tmp_path / "zbl.eqp")
 
 
 def test_unknown_element_is_an_error(model_file):

@@ -30,6 +30,12 @@ def export_model(
     if not isinstance(model, EnergyModel):
         extra = _extra(model)
         model = load_model(model)
+    if len(model.terms):
+        raise ValueError(
+            f"the LAMMPS plugin does not evaluate the model's extra energy terms yet "
+            f"({', '.join(model.terms)}); it would give energies that differ from equipot's. "
+            "Export a model built without them (e.g. repulsion: null)"
+        )
     frozen = frozen_copy(model, torch.float64, "cpu")
     if radial_table is not None:
         frozen.inference_radial_table = radial_table
