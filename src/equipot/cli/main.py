@@ -26,6 +26,8 @@ SUBCOMMANDS: dict[str, str] = {
     # transfer
     "label": "label",
     "hull": "hull",
+    # other engines
+    "lammps": "lammps",
 }
 
 

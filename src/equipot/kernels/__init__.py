@@ -26,7 +26,14 @@ _SOURCES = [
     _HERE / "pair_terms.cpp",
     _HERE / "training.cpp",
 ]
-_HEADERS = [_HERE / "tp_sc.h", _HERE / "zbl.h", _HERE / "second_order.h", _HERE / "edge_geometry.h"]
+_HEADERS = [
+    _HERE / "tp_sc.h",
+    _HERE / "engine.h",
+    _HERE / "engine_tensors.h",
+    _HERE / "zbl.h",
+    _HERE / "second_order.h",
+    _HERE / "edge_geometry.h",
+]
 _state: dict[str, ModuleType | Exception | None] = {}
 
 

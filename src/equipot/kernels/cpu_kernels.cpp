@@ -1,5 +1,7 @@
 // Python bindings of the fused tensor-product and symmetric-contraction kernels (tp_sc.h)
-// and of the whole-model inference pass (inference.cpp).
+// and of the whole-model inference pass (inference.cpp, engine.h).
+
+#include <torch/extension.h>
 
 #include "tp_sc.h"
 

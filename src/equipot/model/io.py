@@ -20,6 +20,9 @@ from equipot.version import __version__
 FORMAT_TAG = "equipot-model"
 
 
+ENGINE_PREFIX = "engine."  # packed inference-engine tensors (equipot lammps export)
+
+
 def save_model(
     model: EnergyModel,
     path: str | Path,
@@ -27,11 +30,16 @@ def save_model(
     *,
     heads: dict[str, EnergyModel] | None = None,
     head_name: str | None = None,
+    engine: dict[str, torch.Tensor] | None = None,
+    engine_format: int | None = None,
 ) -> Path:
     """Write ``model`` to ``path`` (weights in the model's dtype, config as JSON).
 
     ``heads``: further heads sharing ``model``'s backbone (:mod:`equipot.transfer.heads`);
-    ``head_name`` names ``model``'s own head.
+    ``head_name`` names ``model``'s own head. ``engine``: packed inference-engine tensors
+    (:func:`equipot.model.inference.pack_engine`) stored beside the weights under ``engine.``
+    (read by the LAMMPS plugin, ignored by :func:`load_model`), with their layout version
+    ``engine_format``.
     """
     from equipot.transfer.heads import DEFAULT_HEAD, head_metadata
 
@@ -50,6 +58,11 @@ def save_model(
         more, head_tensors = head_metadata(head_name or DEFAULT_HEAD, heads or {})
         metadata.update(more)
         tensors.update(head_tensors)
+    if engine is not None:
+        metadata["engine_format"] = str(engine_format)
+        tensors.update(
+            {ENGINE_PREFIX + k: v.detach().contiguous().cpu() for k, v in engine.items()}
+        )
     tmp = path.with_name(path.name + ".tmp")
     save_file(tensors, str(tmp), metadata=metadata)
     tmp.replace(path)  # atomic: an interrupted save never leaves a truncated model file
@@ -93,7 +106,8 @@ def load_model(
     from equipot.transfer.heads import select_head
 
     metadata = read_model_metadata(path)
-    config, state = select_head(Path(path), metadata, load_file(str(path)), head)
+    tensors = {k: v for k, v in load_file(str(path)).items() if not k.startswith(ENGINE_PREFIX)}
+    config, state = select_head(Path(path), metadata, tensors, head)
     model = EnergyModel(config)
     missing, unexpected = set(model.state_dict()) - set(state), set(state) - set(model.state_dict())
     if missing or unexpected:
