@@ -127,9 +127,11 @@ class InferenceEngine {
   }
 
   // vectors (N, K, 3) in the padded slot layout; neighbors (N, K); counts (N,); species (N,).
-  // Returns [atomic energies (N,), dE/dvectors (N, K, 3) or an undefined tensor].
+  // Returns [atomic energies (N,), dE/dvectors (N, K, 3) or an undefined tensor, readout
+  // features (N, D) or an undefined tensor]. The features are what each layer's last readout
+  // matrix multiplies (h'⁰, or SiLU(h'⁰ W₁) without the SiLU normalisation), side by side.
   std::vector<Tensor> run(Tensor vectors, Tensor neighbors, Tensor counts, Tensor species,
-                          bool gradient) {
+                          bool gradient, bool features) {
     TORCH_CHECK(vectors.scalar_type() == embedding_.scalar_type(),
                 "inference engine built for another dtype");
     vectors = vectors.contiguous();
@@ -140,15 +142,19 @@ class InferenceEngine {
     // autograd dispatch or version counting: per-operation overhead is what this saves).
     Tensor atomic = at::empty({neighbors.size(0)}, vectors.options());
     Tensor grad = gradient ? at::empty_like(vectors) : Tensor();
+    int64_t width = 0;
+    for (const Layer& L : layers_) width += L.readout.back().size(0);
+    Tensor feats = features ? at::empty({neighbors.size(0), width}, vectors.options()) : Tensor();
     {
       c10::InferenceMode guard;
       AT_DISPATCH_FLOATING_TYPES(vectors.scalar_type(), "inference", [&] {
-        auto out = run_impl<scalar_t>(vectors, neighbors, counts, species, gradient);
+        auto out = run_impl<scalar_t>(vectors, neighbors, counts, species, gradient, features);
         atomic.copy_(out[0]);
         if (gradient) grad.copy_(out[1]);
+        if (features) feats.copy_(out[2]);
       });
     }
-    return {atomic, grad};
+    return {atomic, grad, feats};
   }
 
  private:
@@ -407,7 +413,7 @@ class InferenceEngine {
 
   template <typename T>
   std::vector<Tensor> run_impl(const Tensor& vectors, const Tensor& nbr, const Tensor& cnt,
-                               const Tensor& species, bool gradient) const {
+                               const Tensor& species, bool gradient, bool features) const {
     const int64_t N = nbr.size(0), K = nbr.size(1), S = N * K, C = embedding_.size(1);
     const int64_t U = sh_coeff_.size(0), nb = freq_.size();
     const int64_t rows = std::max<int64_t>(1, chunk_slots_ / std::max<int64_t>(K, 1));
@@ -424,6 +430,7 @@ class InferenceEngine {
     Tensor Y = at::mm(mono, sh_coeff_);  // (S, (lmax_sh+1)^2)
 
     std::vector<Saved> saved(layers_.size());
+    std::vector<Tensor> feats;  // readout features per layer (only if asked for)
     Tensor h = embedding_.index_select(0, species).unsqueeze(1);  // (N, 1, C)
     Tensor interaction = at::zeros({N, 1}, opts);
     for (size_t t = 0; t < layers_.size(); ++t) {
@@ -449,15 +456,19 @@ class InferenceEngine {
       Tensor s = h_new.select(1, 0);
       if (L.readout.size() == 1) {
         interaction.add_(at::mm(s, L.readout[0]));
+        if (features) feats.push_back(s);
       } else {
         sv.readout_pre = at::mm(s, L.readout[0]);
-        interaction.add_(at::mm(at::silu(sv.readout_pre), L.readout[1]));
+        Tensor a = at::silu(sv.readout_pre);
+        interaction.add_(at::mm(a, L.readout[1]));
+        if (features) feats.push_back(a);
       }
       h = h_new;
     }
     Tensor atomic = e0_.index_select(0, species) + T(scale_) * interaction.squeeze(1) +
                     T(shift_ * inv_avg_) * env.sum(1);
-    if (!gradient) return {atomic, Tensor()};
+    Tensor F = features ? at::cat(feats, 1) : Tensor();
+    if (!gradient) return {atomic, Tensor(), F};
 
     Tensor gY = at::zeros({S, Y.size(1)}, opts), g_basis = at::zeros({S, nb_used}, opts);
     Tensor g_dist = at::zeros({S}, opts);
@@ -505,7 +516,7 @@ class InferenceEngine {
     Tensor g_mono = at::mm(gY, sh_coeff_.t());
     Tensor g_vec = at::empty_like(vectors);
     edge_backward<T>(vectors, g_mono, g_basis, T(shift_ * inv_avg_), g_dist, g_vec);
-    return {atomic, g_vec};
+    return {atomic, g_vec, F};
   }
 };
 
