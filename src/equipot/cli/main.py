@@ -21,6 +21,8 @@ SUBCOMMANDS: dict[str, str] = {
     # training
     "train": "train",
     "evaluate": "evaluate",
+    # uncertainty
+    "calibrate": "calibrate",
     "demo": "demo",
 }
 

@@ -24,6 +24,7 @@ from equipot.nn.edge_features import EdgeFeatures
 from equipot.nn.linear import SILU_SCALE, init_weight
 from equipot.nn.neighborhood import PaddedNeighbors, pad_neighbors
 from equipot.nn.species import Species
+from equipot.uq.store import Uncertainty
 
 
 @dataclass
@@ -111,6 +112,7 @@ class EnergyModel(nn.Module):
         return species
 
     fused_inference: bool = True  # see set_execution
+    uncertainty: Uncertainty | None = None  # fits and calibration (equipot.uq), saved with it
     # Neighbour slots per chunk of the engine's edge block: bounds the per-edge buffers of
     # large systems (radial-MLP activations, R), which are then recomputed in the backward.
     inference_chunk_slots: int = 16384

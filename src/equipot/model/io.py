@@ -15,13 +15,15 @@ from safetensors.torch import load_file, save_file
 
 from equipot.model.config import MODEL_SCHEMA_VERSION, ModelConfig
 from equipot.model.energy_model import EnergyModel
+from equipot.uq.store import Uncertainty, split_state
 from equipot.version import __version__
 
 FORMAT_TAG = "equipot-model"
 
 
 def save_model(model: EnergyModel, path: str | Path, extra: dict | None = None) -> Path:
-    """Write ``model`` to ``path`` (weights in the model's dtype, config as JSON)."""
+    """Write ``model`` to ``path`` (weights in the model's dtype, config as JSON, and its
+    uncertainty fits and calibration if it has them, see :mod:`equipot.uq.store`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     metadata = {
@@ -33,6 +35,9 @@ def save_model(model: EnergyModel, path: str | Path, extra: dict | None = None) 
         "extra": json.dumps(extra or {}),
     }
     tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    if model.uncertainty is not None:
+        metadata["uncertainty"] = model.uncertainty.metadata()
+        tensors |= model.uncertainty.tensors()
     tmp = path.with_name(path.name + ".tmp")
     save_file(tensors, str(tmp), metadata=metadata)
     tmp.replace(path)  # atomic: an interrupted save never leaves a truncated model file
@@ -73,7 +78,7 @@ def load_model(path: str | Path, *, dtype: torch.dtype | None = None) -> EnergyM
     metadata = read_model_metadata(path)
     config = ModelConfig.model_validate_json(metadata["config"])
     model = EnergyModel(config)
-    state = load_file(str(path))
+    state, uq_tensors = split_state(load_file(str(path)))
     missing, unexpected = set(model.state_dict()) - set(state), set(state) - set(model.state_dict())
     if missing or unexpected:
         raise ValueError(
@@ -83,4 +88,5 @@ def load_model(path: str | Path, *, dtype: torch.dtype | None = None) -> EnergyM
     stored_dtype = next(iter(state.values())).dtype
     model.load_state_dict(state)
     model = model.to(dtype or stored_dtype)
+    model.uncertainty = Uncertainty.restore(metadata.get("uncertainty"), uq_tensors)
     return model

@@ -147,6 +147,16 @@ class OutputConfig(_Section):
     plot: bool = True  # learning-curve PNG every epoch
 
 
+class UncertaintyOptions(_Section):
+    """After training: latent Gaussians and the last-layer posterior fitted on the training
+    split, calibrated (scales, conformal force ball) on the validation split, stored in
+    best.eqp / final.eqp (see equipot.uq; ``equipot calibrate`` recalibrates on other data)."""
+
+    fit: bool = True
+    force_frames: int = Field(100, ge=0, description="frames for the force rows of G")
+    alpha: float = Field(0.05, gt=0.0, lt=1.0, description="miscoverage of the force ball")
+
+
 class TrainConfig(_Section):
     schema_version: int = TRAIN_SCHEMA_VERSION
     seed: int = 0
@@ -157,6 +167,7 @@ class TrainConfig(_Section):
     loss: LossConfig = Field(default_factory=LossConfig)
     optim: OptimConfig = Field(default_factory=OptimConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
+    uncertainty: UncertaintyOptions = Field(default_factory=UncertaintyOptions)
 
     @field_validator("schema_version")
     @classmethod
