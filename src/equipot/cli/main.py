@@ -23,6 +23,7 @@ SUBCOMMANDS: dict[str, str] = {
     "evaluate": "evaluate",
     # uncertainty
     "calibrate": "calibrate",
+    "learn": "learn",
     "demo": "demo",
 }
 

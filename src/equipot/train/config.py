@@ -41,6 +41,7 @@ class DataConfig(_Section):
     test_count: int | None = Field(None, ge=1)
     train_count: int | None = Field(None, ge=1)
     split_seed: int = 0
+    bootstrap_seed: int | None = None  # resample the training split with replacement (committees)
     cache_dir: Path | None = None  # default: <output.dir>/cache
     in_memory: bool | None = None  # default: in memory when the cache is below 2 GiB
 
