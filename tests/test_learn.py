@@ -22,6 +22,9 @@ from tests.train_utils import emt_frames
 ROOT = Path(__file__).resolve().parents[1]
 
 
+HOLDS = [2, 8]  # kills inside the initial labelling and inside round 1's labelling
+
+
 def _config(tmp: Path) -> Path:
     start = bulk("Cu", "fcc", a=3.6, cubic=True)
     write(tmp / "start.xyz", [start, start * (1, 1, 2)])
@@ -29,7 +32,7 @@ def _config(tmp: Path) -> Path:
     config = {
         "reference": {
             "calculator": "tests.learn_helpers:CountingEMT",
-            "options": {"counter": str(tmp / "calls.txt"), "delay": 0.4},
+            "options": {"counter": str(tmp / "calls.txt"), "delay": 0.05, "hold": HOLDS},
         },
         "initial": {"structures": "start.xyz", "count": 6, "rattle": 0.08},
         "train": {
@@ -41,13 +44,13 @@ def _config(tmp: Path) -> Path:
                 "correlation": 2,
             },
             "loss": {"energy_weight": 1.0, "forces_weight": 10.0},
-            "optim": {"max_epochs": 2, "batch_size": 3},
+            "optim": {"max_epochs": 3, "batch_size": 3},
             "uncertainty": {"force_frames": 4},
         },
         "explore": {
-            "replicas": [{"temperature": 600, "steps": 12}],
+            "replicas": [{"temperature": 600, "steps": 60}],
             "timestep": 2.0,
-            "snapshot_every": 3,
+            "snapshot_every": 15,
         },
         "select": {"per_round": 4},
         "stop": {"max_rounds": 2, "max_labels": 50, "test": "test.xyz"},
@@ -72,34 +75,54 @@ def _learn(config: Path) -> subprocess.Popen:
     )
 
 
-def test_killed_learn_resumes_without_repeating_reference_calls(tmp_path):
-    config = _config(tmp_path)
-    labelled = tmp_path / "learn" / "labelled.extxyz"
+def _kill_when(config: Path, ready) -> None:
+    """Run the loop until ``ready()``, then SIGKILL it and its labelling workers."""
     proc = _learn(config)
     deadline = time.time() + 600
-    while time.time() < deadline and proc.poll() is None:
-        if labelled.is_file() and len(read_labelled(labelled)) >= 8:  # inside round 1's batch
-            break
+    while time.time() < deadline and proc.poll() is None and not ready():
         time.sleep(0.05)
     assert proc.poll() is None, proc.communicate()[0]
-    os.killpg(proc.pid, signal.SIGKILL)  # the loop and its labelling workers
+    os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    killed_at = len(read_labelled(labelled))
-    assert 8 <= killed_at < 10
+
+
+def test_killed_learn_resumes_without_repeating_reference_calls(tmp_path):
+    """Kill campaign: SIGKILL inside the initial labelling, during round 1's training, during
+    its exploration and inside its labelling; every rerun continues, and in the end every
+    reference calculation was done exactly once and every labelled frame is kept."""
+    config = _config(tmp_path)
+    out = tmp_path / "learn"
+
+    def held(j):  # both workers wait inside a calculation
+        return lambda: len(list(tmp_path.glob(f"calls.txt.hold-{j}-*"))) == 2
+
+    def release(j):
+        (tmp_path / f"calls.txt.release-{j}").touch()
+
+    _kill_when(config, held(0))
+    release(0)
+    assert len(read_labelled(out / "labelled.extxyz")) == 2
+    _kill_when(config, lambda: (out / "round-1" / "train" / "log.csv").is_file())
+    assert len(read_labelled(out / "labelled.extxyz")) == 6
+    _kill_when(config, lambda: (out / "round-1" / "explore" / "replica-0.csv").is_file())
+    assert not (out / "round-1" / "candidates.extxyz").exists()
+    _kill_when(config, held(1))
+    release(1)
+    assert len(read_labelled(out / "labelled.extxyz")) == 8
 
     resumed = _learn(config)
     output = resumed.communicate(timeout=600)[0]
     assert resumed.returncode == 0, output
 
     calls = (tmp_path / "calls.txt").read_text().split()[::2]
-    frames = read_labelled(labelled)
+    frames = read_labelled(out / "labelled.extxyz")
     assert len(calls) == len(set(calls)), "a reference calculation was repeated"
     assert len(frames) == len(calls) == 6 + 4
     ids = [a.info[LABEL_ID] for a in frames]
     assert len(set(ids)) == len(ids)
-    curve = (tmp_path / "learn" / "learning_curve.csv").read_text().splitlines()
+    curve = (out / "learning_curve.csv").read_text().splitlines()
     assert [line.split(",")[:2] for line in curve[1:]] == [["1", "6"], ["2", "10"]]
-    assert (tmp_path / "learn" / "learning_curve.png").is_file()
+    assert (out / "learning_curve.png").is_file()
     assert frames[-1].get_forces().shape == (len(frames[-1]), 3)
 
 

@@ -50,19 +50,28 @@ def structures() -> dict:
     }
 
 
-def run(atoms, temperature: float, frames: int, seed: int, every: int = 10, dt: float = 2.0):
-    calc = EMT()
-    potential = ASEPotential(calc)
+def run(
+    atoms,
+    temperature: float,
+    frames: int,
+    seed: int,
+    every: int = 10,
+    dt: float = 2.0,
+    calculator=EMT,
+    equilibration: int = 500,
+):
+    """Langevin MD with ``calculator()``; ``frames`` labelled frames every ``every`` steps."""
+    potential = ASEPotential(calculator())
     state = SimState.from_atoms(atoms, temperature=temperature, seed=seed)
     state = langevin.init(state, potential, seed=seed)
-    for _ in range(500):  # 1 ps equilibration
+    for _ in range(equilibration):
         state = langevin.step(state, potential, dt=dt, temperature=temperature, tau=100.0)
     out = []
     for _ in range(frames):
         for _ in range(every):
             state = langevin.step(state, potential, dt=dt, temperature=temperature, tau=100.0)
         frame = state.to_atoms()[0]
-        frame.calc = EMT()
+        frame.calc = calculator()
         results = {"energy": frame.get_potential_energy(), "forces": frame.get_forces()}
         if frame.pbc.all():
             results["stress"] = frame.get_stress()

@@ -20,13 +20,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
 import numpy as np
 from ase.io import read
-
-from benchmarks.uq.common import (
+from common import (
     auroc,
     ball_coverage,
     calibrated,
@@ -36,6 +38,7 @@ from benchmarks.uq.common import (
     sigma,
     spearman,
 )
+
 from equipot.model.io import load_model
 from equipot.train import load_config
 from equipot.train.ensemble import train_committee

@@ -9,7 +9,7 @@ closer than ``min_distance`` (a run that went unphysical) are left out.
 
 from __future__ import annotations
 
-import os
+import io
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +17,7 @@ from ase import Atoms
 from ase.io import read, write
 
 from equipot.learn.config import ExploreConfig
+from equipot.persist import atomic_write
 from equipot.sim.runner import run as run_md
 from equipot.sim.state import SimState
 from equipot.sim.uncertain import Alarm, UncertainPotential
@@ -98,11 +99,10 @@ def explore(
 
 
 def write_atomically(path: Path, frames: list[Atoms]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp, frames, format="extxyz")
-    with open(tmp, "rb+") as f:
-        os.fsync(f.fileno())
-    tmp.replace(path)
+    """All of ``frames`` or (killed meanwhile) nothing in ``path`` (equipot.persist)."""
+    buffer = io.StringIO()
+    write(buffer, frames, format="extxyz")
+    atomic_write(path, buffer.getvalue())
 
 
 def pool_candidates(pool: Path, taken: set[str]) -> list[Atoms]:

@@ -123,7 +123,10 @@ def label_frames(
             failures += [(frame_id, error)] if error else []
             bar.update()
     else:
-        context = multiprocessing.get_context("spawn")
+        # forkserver: a clean server (no OpenMP pool started, unlike this process after
+        # training) that imports equipot once and forks the workers from there
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload([__name__])
         with ProcessPoolExecutor(
             workers, mp_context=context, initializer=_init_worker, initargs=(reference, options)
         ) as pool:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import os
 import tempfile
 from pathlib import Path
 
@@ -33,12 +32,11 @@ from equipot.learn.config import LearnConfig
 from equipot.learn.explore import explore, pool_candidates, rattled_copies, write_atomically
 from equipot.learn.labelling import LABEL_ID, label_frames, read_labelled
 from equipot.learn.select import score_frames, select
+from equipot.persist import atomic_write
 
 
 def _write_json(path: Path, data) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(data, indent=1))
 
 
 def train_round(
