@@ -57,8 +57,9 @@ def fit_uncertainty(
         graph = batch.graph
         with torch.enable_grad():
             pred = predict(net, graph, forces=True, features=True)
-        moments.add(pred.features, graph.atomic_numbers)
-        gram.add_energies(system_features(pred.features, graph), graph.n_atoms, batch.weight)
+        phi = pred.features.detach()
+        moments.add(phi, graph.atomic_numbers)
+        gram.add_energies(system_features(phi, graph), graph.n_atoms, batch.weight)
         rows = torch.as_tensor(chosen[positions])
         if forces_weight and bool(rows.any()):
             atom_weight = (

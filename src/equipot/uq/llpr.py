@@ -64,13 +64,13 @@ class GramAccumulator:
 
     def add_energies(self, phi: Tensor, num_atoms: Tensor, weight: Tensor) -> None:
         """Φ_s (S, D), N_s (S,), c_s (S,)."""
-        rows = (phi.double() / num_atoms.double()[:, None]).cpu().numpy()
+        rows = (phi.detach().double() / num_atoms.double()[:, None]).cpu().numpy()
         self.energy += (rows * weight.double().cpu().numpy()[:, None]).T @ rows
         self.num_systems += len(rows)
 
     def add_forces(self, jacobian: Tensor, atom_weight: Tensor) -> None:
         """J (N, 3, D) and c_s·e_z per atom (N,) (zero for atoms without force labels)."""
-        rows = jacobian.double().reshape(-1, jacobian.shape[2]).cpu().numpy()
+        rows = jacobian.detach().double().reshape(-1, jacobian.shape[2]).cpu().numpy()
         w = np.repeat(atom_weight.double().cpu().numpy(), 3)
         self.forces += (rows * w[:, None]).T @ rows
         self.num_force_components += int(np.count_nonzero(w))
