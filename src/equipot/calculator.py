@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,6 @@ from equipot.geometry.neighbors import neighbor_list
 from equipot.graph import AtomicGraph
 from equipot.model.builder import resolve_dtype
 from equipot.model.energy_model import EnergyModel
-from equipot.physics.derivatives import predict
 from equipot.runtime import tune_allocator
 
 
@@ -53,35 +53,52 @@ def atoms_to_graph(
 
 
 class EquipotCalculator(Calculator):
-    """ASE calculator for an equipot model (a model object or a path to a model file;
-    ``head`` selects a head of a multi-head file, see :mod:`equipot.transfer.heads`).
+    """ASE calculator for an equipot model (a model object or a path to a model file; ``head``
+    selects a head of a multi-head file, see :mod:`equipot.transfer.heads`), or for a committee
+    (a list of models / paths, or a committee file).
 
     Properties: energy, free_energy, forces, energies (per atom) and, for 3D-periodic
-    structures, stress (Voigt order, eV/Å³, ASE's sign convention).
+    structures, stress (Voigt order, eV/Å³, ASE's sign convention); committees give the
+    member means. Uncertainties, where the model or committee has what they need
+    (:mod:`equipot.uq.estimate`): ``energy_std`` (eV), ``forces_std`` (N,) eV/Å (committees;
+    single models with ``last_layer_forces=True``), ``energies_std`` (N,) eV,
+    ``latent_distance`` (N,), ``force_radius`` (N,) eV/Å (calibrated conformal ball) and,
+    for committees, ``member_energies`` (K,), ``member_forces`` (K, N, 3), ``member_stress``.
     """
 
     implemented_properties = ("energy", "free_energy", "forces", "energies", "stress")
 
     def __init__(
         self,
-        model: EnergyModel | str | Path,
+        model: EnergyModel | str | Path | Sequence[EnergyModel | str | Path],
         dtype: str | torch.dtype = "float64",
         device: str | torch.device = "cpu",
         head: str | None = None,
+        *,
+        last_layer_forces: bool = False,
         **kwargs,
     ):
         super().__init__(**kwargs)
-        tune_allocator()
-        if isinstance(model, (str, Path)):
-            from equipot.model.io import load_model
+        from equipot.uq.committee import resolve_models
+        from equipot.uq.estimate import UncertainPredictor
 
+        if head is not None:
+            if not isinstance(model, (str, Path)):
+                raise ValueError("head selects a head of a model file: pass a path, not a model")
             model = load_model(model, head=head)
-        elif head is not None:
-            raise ValueError("head selects a head of a model file: pass a path, not a model")
+        tune_allocator()
+        members, committee_uq = resolve_models(model)
         self.dtype = resolve_dtype(dtype)
         self.device = torch.device(device)
-        self.model = frozen_copy(model, self.dtype, self.device)
-        self.cutoff = model.config.r_max
+        self.models = [frozen_copy(m, self.dtype, self.device) for m in members]
+        self.model = self.models[0]
+        self.cutoff = members[0].config.r_max
+        self.predictor = UncertainPredictor(
+            self.models, committee_uq, last_layer_forces=last_layer_forces
+        )
+        self.implemented_properties = EquipotCalculator.implemented_properties + tuple(
+            self.predictor.available()
+        )
 
     def check_state(self, atoms, tol=1e-15):
         """What changed since the last calculation: exact comparisons of the few properties
@@ -106,14 +123,43 @@ class EquipotCalculator(Calculator):
         if "stress" in properties and not want_stress:
             raise ValueError("stress is only defined for structures periodic in all 3 directions")
         with torch.enable_grad():
-            pred = predict(self.model, graph, forces=True, stress=want_stress)
+            out = self.predictor(graph, forces=True, stress=want_stress)
+        pred = out.prediction
         energy = float(pred.energy[0].detach())
         self.results = {
             "energy": energy,
             "free_energy": energy,
-            "energies": pred.atomic_energies.detach().cpu().numpy().astype(np.float64),
-            "forces": pred.forces.detach().cpu().numpy().astype(np.float64),
+            "energies": _numpy(pred.atomic_energies),
+            "forces": _numpy(pred.forces),
         }
         if want_stress:
-            s = pred.stress[0].detach().cpu().numpy().astype(np.float64)
-            self.results["stress"] = s[[0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]]
+            self.results["stress"] = _voigt(pred.stress[0])
+        self.results |= uncertainty_results(out, want_stress)
+
+
+def _numpy(x: torch.Tensor) -> np.ndarray:
+    return x.detach().cpu().numpy().astype(np.float64)
+
+
+def _voigt(s: torch.Tensor) -> np.ndarray:
+    return _numpy(s)[..., [0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]]
+
+
+def uncertainty_results(out, stress: bool) -> dict:
+    """The calculator's uncertainty keys from an :class:`UncertainPrediction` (one system)."""
+    results = {}
+    for key, value in (
+        ("energy_std", out.energy_std),
+        ("forces_std", out.forces_std),
+        ("energies_std", out.atomic_energy_std),
+        ("latent_distance", out.latent_distance),
+        ("force_radius", out.force_radius),
+    ):
+        if value is not None:
+            results[key] = float(value[0]) if key == "energy_std" else _numpy(value)
+    if out.committee is not None:
+        results["member_energies"] = _numpy(out.committee.stack("energy")[:, 0])
+        results["member_forces"] = _numpy(out.committee.stack("forces"))
+        if stress:
+            results["member_stress"] = _voigt(out.committee.stack("stress")[:, 0])
+    return results

@@ -22,6 +22,9 @@ SUBCOMMANDS: dict[str, str] = {
     # training
     "train": "train",
     "evaluate": "evaluate",
+    # uncertainty
+    "calibrate": "calibrate",
+    "learn": "learn",
     "demo": "demo",
     # transfer
     "label": "label",

@@ -62,6 +62,39 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--write-every", type=int, default=10, help="steps between frames")
     p.add_argument("--log-every", type=int, default=10, help="steps between log rows")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    u = p.add_argument_group(
+        "uncertainty",
+        "Models with uncertainty data (equipot calibrate) and committees log per-step "
+        "uncertainty maxima in the thermo CSV and plot; alarms watch them every step.",
+    )
+    u.add_argument(
+        "--max-force-radius",
+        type=float,
+        default=None,
+        metavar="R",
+        help="alarm when a system's largest conformal force radius exceeds R (eV/Å)",
+    )
+    u.add_argument(
+        "--max-latent-distance",
+        type=float,
+        default=None,
+        metavar="D",
+        help="alarm when a system's largest latent distance exceeds D",
+    )
+    u.add_argument(
+        "--on-alarm",
+        choices=["stop", "write"],
+        default="stop",
+        help="stop the run, or write the offending frame and continue (default stop)",
+    )
+    u.add_argument(
+        "--alarm-file",
+        type=Path,
+        default=None,
+        help="offending frames (extxyz; default: the trajectory's name + .alarms.extxyz)",
+    )
+    u.add_argument("--alarm-gap", type=int, default=10, help="steps between written alarm frames")
+    u.add_argument("--no-uncertainty", action="store_true", help="do not evaluate uncertainties")
     return p
 
 
@@ -79,7 +112,23 @@ def run(args) -> int:
         raise ValueError(f"--temperature must be positive (K), got {args.temperature}")
     if args.beads < 1 or (args.beads > 1 and args.ensemble != "pimd"):
         raise ValueError("--beads needs --ensemble pimd and must be ≥ 1")
-    potential = load_potential(args.model, args.dtype, args.skin)
+    alarm = None
+    if args.max_force_radius is not None or args.max_latent_distance is not None:
+        from equipot.sim.uncertain import Alarm
+
+        if args.no_uncertainty:
+            raise ValueError("--max-force-radius / --max-latent-distance need uncertainties")
+        alarm = Alarm(
+            max_force_radius=args.max_force_radius,
+            max_latent_distance=args.max_latent_distance,
+            action=args.on_alarm,
+            path=args.alarm_file or args.out.with_name(args.out.stem + ".alarms.extxyz"),
+            min_gap=args.alarm_gap,
+        )
+        if alarm.path.exists():
+            alarm.path.unlink()  # a fresh run: frames of this run only
+    uncertainty = False if args.no_uncertainty else (True if alarm else None)
+    potential = load_potential(args.model, args.dtype, args.skin, uncertainty=uncertainty)
     atoms = read_structure(args.structure, args.index)
     state = SimState.from_atoms(atoms, temperature=args.temperature, seed=args.seed)
     if args.temperature is not None and args.ensemble != "pimd":
@@ -116,8 +165,13 @@ def run(args) -> int:
         write_every=args.write_every,
         log_every=args.log_every,
         progress=not args.no_progress,
+        alarm=alarm,
     )
-    png = plot_thermo(args.log, args.plot or args.log.with_suffix(".png"))
+    limits = {
+        "max_force_radius_eV_A": args.max_force_radius,
+        "max_latent_distance": args.max_latent_distance,
+    }
+    png = plot_thermo(args.log, args.plot or args.log.with_suffix(".png"), limits)
     last = result.last_rows[0]
     print(
         f"equipot md: {result.steps} steps of {dt:.3g} fs in {result.wall_s:.1f} s "
@@ -126,4 +180,13 @@ def run(args) -> int:
         f"neighbour-list builds: {potential.neighbors.rebuilds}"
     )
     print(f"equipot md: wrote {args.out}, {args.log}, {png}")
+    if alarm is not None and alarm.events:
+        first = alarm.events[0]
+        what = ", ".join(f"{k} = {v:.4g}" for k, v in first.items() if k.startswith("max_"))
+        verb = "stopped" if result.stopped_at is not None else "continued"
+        print(
+            f"equipot md: alarm at step {first['step']} (system {first['system']}: {what}); "
+            f"{len(alarm.events)} alarm(s), {verb}; offending frames in {alarm.path}"
+        )
+        return 3 if result.stopped_at is not None else 0
     return 0

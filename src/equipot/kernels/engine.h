@@ -149,11 +149,14 @@ class InferenceEngine {
   }
 
   // vectors (N, K, 3) in the padded slot layout; neighbors (N, K); counts (N,); species (N,).
-  // Returns [atomic energies (N,), dE/dvectors (N, K, 3) or an undefined tensor].
+  // Returns [atomic energies (N,), dE/dvectors (N, K, 3) or an undefined tensor, readout
+  // features (N, D) or an undefined tensor]. The features are what each layer's last readout
+  // matrix multiplies (h'⁰, or SiLU(h'⁰ W₁) without the SiLU normalisation), side by side.
   // With ``ghosts``, the first N atoms are the centres and species (N_all,) ≥ N also lists the
   // ghost atoms that neighbors may point to (see GhostExchange).
   std::vector<Tensor> run(Tensor vectors, Tensor neighbors, Tensor counts, Tensor species,
-                          bool gradient, GhostExchange* ghosts = nullptr) {
+                          bool gradient, GhostExchange* ghosts = nullptr,
+                          bool features = false) {
     TORCH_CHECK(vectors.scalar_type() == embedding_.scalar_type(),
                 "inference engine built for another dtype");
     TORCH_CHECK(ghosts ? species.size(0) >= neighbors.size(0)
@@ -167,15 +170,20 @@ class InferenceEngine {
     // autograd dispatch or version counting: per-operation overhead is what this saves).
     Tensor atomic = at::empty({neighbors.size(0)}, vectors.options());
     Tensor grad = gradient ? at::empty_like(vectors) : Tensor();
+    int64_t width = 0;
+    for (const Layer& L : layers_) width += L.readout.back().size(0);
+    Tensor feats = features ? at::empty({neighbors.size(0), width}, vectors.options()) : Tensor();
     {
       c10::InferenceMode guard;
       AT_DISPATCH_FLOATING_TYPES(vectors.scalar_type(), "inference", [&] {
-        auto out = run_impl<scalar_t>(vectors, neighbors, counts, species, gradient, ghosts);
+        auto out =
+            run_impl<scalar_t>(vectors, neighbors, counts, species, gradient, ghosts, features);
         atomic.copy_(out[0]);
         if (gradient) grad.copy_(out[1]);
+        if (features) feats.copy_(out[2]);
       });
     }
-    return {atomic, grad};
+    return {atomic, grad, feats};
   }
 
   double r_max() const { return r_max_; }
@@ -442,8 +450,8 @@ class InferenceEngine {
 
   template <typename T>
   std::vector<Tensor> run_impl(const Tensor& vectors, const Tensor& nbr, const Tensor& cnt,
-                               const Tensor& species, bool gradient,
-                               GhostExchange* ghosts) const {
+                               const Tensor& species, bool gradient, GhostExchange* ghosts,
+                               bool features) const {
     const int64_t N = nbr.size(0), K = nbr.size(1), S = N * K, C = embedding_.size(1);
     const int64_t n_all = species.size(0);  // centres first, then ghosts
     const int64_t U = sh_coeff_.size(0), nb = freq_.size();
@@ -461,6 +469,7 @@ class InferenceEngine {
     Tensor Y = at::mm(mono, sh_coeff_);  // (S, (lmax_sh+1)^2)
 
     std::vector<Saved> saved(layers_.size());
+    std::vector<Tensor> feats;  // readout features per layer (only if asked for)
     Tensor h = embedding_.index_select(0, species).unsqueeze(1);  // (N_all, 1, C)
     Tensor interaction = at::zeros({N, 1}, opts);
     for (size_t t = 0; t < layers_.size(); ++t) {
@@ -486,9 +495,12 @@ class InferenceEngine {
       Tensor s = h_new.select(1, 0);
       if (L.readout.size() == 1) {
         interaction.add_(at::mm(s, L.readout[0]));
+        if (features) feats.push_back(s);
       } else {
         sv.readout_pre = at::mm(s, L.readout[0]);
-        interaction.add_(at::mm(at::silu(sv.readout_pre), L.readout[1]));
+        Tensor a = at::silu(sv.readout_pre);
+        interaction.add_(at::mm(a, L.readout[1]));
+        if (features) feats.push_back(a);
       }
       h = h_new;
       if (ghosts && t + 1 < layers_.size()) {
@@ -500,7 +512,8 @@ class InferenceEngine {
     Tensor atomic = e0_.index_select(0, species.narrow(0, 0, N)) +
                     T(scale_) * interaction.squeeze(1) +
                     T(shift_ * inv_avg_) * env.sum(1);
-    if (!gradient) return {atomic, Tensor()};
+    Tensor F = features ? at::cat(feats, 1) : Tensor();
+    if (!gradient) return {atomic, Tensor(), F};
 
     Tensor gY = at::zeros({S, Y.size(1)}, opts), g_basis = at::zeros({S, nb_used}, opts);
     Tensor g_dist = at::zeros({S}, opts);
@@ -550,7 +563,7 @@ class InferenceEngine {
     Tensor g_mono = at::mm(gY, sh_coeff_.t());
     Tensor g_vec = at::empty_like(vectors);
     edge_backward<T>(vectors, g_mono, g_basis, T(shift_ * inv_avg_), g_dist, g_vec);
-    return {atomic, g_vec};
+    return {atomic, g_vec, F};
   }
 };
 

@@ -12,9 +12,11 @@ void register_inference(py::module& m) {
   py::class_<equipot::InferenceEngine>(m, "InferenceEngine")
       .def("run",
            [](equipot::InferenceEngine& e, Tensor vectors, Tensor neighbors, Tensor counts,
-              Tensor species, bool gradient) {
-             return e.run(vectors, neighbors, counts, species, gradient);
+              Tensor species, bool gradient, bool features) {
+             return e.run(vectors, neighbors, counts, species, gradient, nullptr, features);
            },
+           py::arg("vectors"), py::arg("neighbors"), py::arg("counts"), py::arg("species"),
+           py::arg("gradient"), py::arg("features") = false,
            py::call_guard<py::gil_scoped_release>());
   m.def("engine_from_tensors", &equipot::engine_from_tensors);
   m.attr("ENGINE_FORMAT") = equipot::kEngineFormat;

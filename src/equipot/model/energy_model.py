@@ -22,15 +22,17 @@ from equipot.model.layers import InteractionLayer
 from equipot.model.terms import TermInputs, build_terms
 from equipot.nn.constants import Constants, is_frozen
 from equipot.nn.edge_features import EdgeFeatures
-from equipot.nn.linear import init_weight
+from equipot.nn.linear import SILU_SCALE, init_weight
 from equipot.nn.neighborhood import PaddedNeighbors, pad_neighbors
 from equipot.nn.species import Species
+from equipot.uq.store import Uncertainty
 
 
 @dataclass
 class ModelOutput:
     energy: Tensor  # (S,) eV per system
     atomic_energies: Tensor  # (N,) eV per atom
+    features: Tensor | None = None  # (N, D) readout features, if asked for (see forward)
 
 
 class EnergyModel(nn.Module):
@@ -112,6 +114,7 @@ class EnergyModel(nn.Module):
         return species
 
     fused_inference: bool = True  # see set_execution
+    uncertainty: Uncertainty | None = None  # fits and calibration (equipot.uq), saved with it
     # Neighbour slots per chunk of the engine's edge block: bounds the per-edge buffers of
     # large systems (radial-MLP activations, R), which are then recomputed in the backward.
     inference_chunk_slots: int = 16384
@@ -143,11 +146,12 @@ class EnergyModel(nn.Module):
         return energy.index_add(0, graph.batch, atomic)
 
     def inference_pass(
-        self, graph: AtomicGraph, gradient: bool = True
+        self, graph: AtomicGraph, gradient: bool = True, features: bool = False
     ) -> tuple[ModelOutput, Tensor, Tensor | None] | None:
         """Energies and ∂E/∂r_ij (E, 3) per edge from the C++ engine, with the edge vectors
-        r_ij; ``None`` where the engine does not apply (weights that require gradients, other
-        devices or dtypes, kernels switched off or unavailable): use :meth:`forward` then."""
+        r_ij (and the readout features, see :meth:`forward`); ``None`` where the engine does
+        not apply (weights that require gradients, other devices or dtypes, kernels switched
+        off or unavailable): use :meth:`forward` then."""
         positions = graph.positions
         if not (
             self.fused_inference
@@ -161,8 +165,8 @@ class EnergyModel(nn.Module):
         with torch.no_grad():
             species, padded, vectors, slots = self._prepare(graph)
             engine = engine_for(self, positions.dtype)
-            atomic, slot_grad = engine.run(
-                slots, padded.neighbors, padded.counts, species, gradient
+            atomic, slot_grad, feats = engine.run(
+                slots, padded.neighbors, padded.counts, species, gradient, features
             )
             edge_grad = padded.gather(slot_grad) if gradient else None
             inputs = TermInputs(graph, species, vectors)
@@ -174,9 +178,33 @@ class EnergyModel(nn.Module):
                     term_atomic = term(inputs)
                 atomic = atomic + term_atomic
             energy = self._system_energy(graph, atomic)
-        return ModelOutput(energy=energy, atomic_energies=atomic), vectors, edge_grad
+            if features:  # the engine leaves out the SiLU normalisation and the scale
+                feats = feats * self._engine_feature_factors(feats)
+            else:
+                feats = None
+        out = ModelOutput(energy=energy, atomic_energies=atomic, features=feats)
+        return out, vectors, edge_grad
 
-    def forward(self, graph: AtomicGraph) -> ModelOutput:
+    def readout_weights(self) -> Tensor:
+        """θ (D,): the last readout matrix of every layer, side by side. With the features φ̃
+        of :meth:`forward`, ``E_i = E0[z_i] + shift·ρ_i + φ̃_i·θ`` exactly."""
+        return torch.cat([layer.node.readout[-1][:, 0] for layer in self.layers])
+
+    def _engine_feature_factors(self, like: Tensor) -> Tensor:
+        factors = [
+            torch.full(
+                (len(layer.node.readout[-1]),),
+                self.config.scale * (SILU_SCALE if len(layer.node.readout) > 1 else 1.0),
+            )
+            for layer in self.layers
+        ]
+        return torch.cat(factors).to(like)
+
+    def forward(self, graph: AtomicGraph, features: bool = False) -> ModelOutput:
+        """Energies; with ``features``, also φ̃_i = scale·[a_i^(0), …, a_i^(T−1)] (N, D), a^(t)
+        the input of layer t's last readout matrix, so that the atomic energy is affine in the
+        readout weights θ (:meth:`readout_weights`): last-layer uncertainty and latent
+        distances (:mod:`equipot.uq`) are functions of these features."""
         c = self.config
         n = graph.num_atoms
         index, padded, edge_list, vectors = self._prepare(graph)
@@ -186,9 +214,12 @@ class EnergyModel(nn.Module):
 
         h = self.embedding[species.index].unsqueeze(1)  # (N, 1, C)
         interaction = torch.zeros(n, dtype=h.dtype, device=h.device)
+        feats = []
         for layer in self.layers:
             h, y = layer(h, species, Y, radial, padded.neighbors, padded.counts, inv_avg)
             interaction = interaction + y
+            if features:
+                feats.append(c.scale * layer.node.readout_input(h))
         coordination = envelope.sum(1) * inv_avg
         atomic = (
             self.constants.get("e0", h)[species.index]
@@ -198,4 +229,8 @@ class EnergyModel(nn.Module):
         inputs = TermInputs(graph, index, edge_list)
         for term in self.terms.values():
             atomic = atomic + term(inputs)
-        return ModelOutput(energy=self._system_energy(graph, atomic), atomic_energies=atomic)
+        return ModelOutput(
+            energy=self._system_energy(graph, atomic),
+            atomic_energies=atomic,
+            features=torch.cat(feats, 1) if features else None,
+        )

@@ -15,11 +15,10 @@ from safetensors.torch import load_file, save_file
 
 from equipot.model.config import MODEL_SCHEMA_VERSION
 from equipot.model.energy_model import EnergyModel
+from equipot.uq.store import Uncertainty, split_state
 from equipot.version import __version__
 
 FORMAT_TAG = "equipot-model"
-
-
 ENGINE_PREFIX = "engine."  # packed inference-engine tensors (equipot lammps export)
 
 
@@ -33,7 +32,8 @@ def save_model(
     engine: dict[str, torch.Tensor] | None = None,
     engine_format: int | None = None,
 ) -> Path:
-    """Write ``model`` to ``path`` (weights in the model's dtype, config as JSON).
+    """Write ``model`` to ``path`` (weights in the model's dtype, config as JSON, and its
+    uncertainty fits and calibration if it has them, see :mod:`equipot.uq.store`).
 
     ``heads``: further heads sharing ``model``'s backbone (:mod:`equipot.transfer.heads`);
     ``head_name`` names ``model``'s own head. ``engine``: packed inference-engine tensors
@@ -63,6 +63,9 @@ def save_model(
         tensors.update(
             {ENGINE_PREFIX + k: v.detach().contiguous().cpu() for k, v in engine.items()}
         )
+    if model.uncertainty is not None:
+        metadata["uncertainty"] = model.uncertainty.metadata()
+        tensors |= model.uncertainty.tensors()
     tmp = path.with_name(path.name + ".tmp")
     save_file(tensors, str(tmp), metadata=metadata)
     tmp.replace(path)  # atomic: an interrupted save never leaves a truncated model file
@@ -107,6 +110,7 @@ def load_model(
 
     metadata = read_model_metadata(path)
     tensors = {k: v for k, v in load_file(str(path)).items() if not k.startswith(ENGINE_PREFIX)}
+    tensors, uq_tensors = split_state(tensors)
     config, state = select_head(Path(path), metadata, tensors, head)
     model = EnergyModel(config)
     missing, unexpected = set(model.state_dict()) - set(state), set(state) - set(model.state_dict())
@@ -118,4 +122,5 @@ def load_model(
     stored_dtype = next(iter(state.values())).dtype
     model.load_state_dict(state)
     model = model.to(dtype or stored_dtype)
+    model.uncertainty = Uncertainty.restore(metadata.get("uncertainty"), uq_tensors)
     return model

@@ -35,6 +35,7 @@ class Prediction:
     forces: Tensor | None = None  # (N, 3) eV/Å
     virial: Tensor | None = None  # (S, 3, 3) eV
     stress: Tensor | None = None  # (S, 3, 3) eV/Å³, NaN for systems that are not 3D periodic
+    features: Tensor | None = None  # (N, D) readout features (EnergyModel.forward), if asked
 
 
 def predict(
@@ -44,11 +45,14 @@ def predict(
     forces: bool = True,
     stress: bool = False,
     create_graph: bool = False,
+    features: bool = False,
 ) -> Prediction:
-    """Energy and, by autograd, forces and virial/stress. ``create_graph`` for training."""
+    """Energy and, by autograd, forces and virial/stress. ``create_graph`` for training;
+    ``features`` also returns the model's per-atom readout features (``EnergyModel``)."""
+    options = {"features": True} if features else {}
     if not create_graph and (forces or stress):
         fused = getattr(model, "inference_pass", None)
-        result = fused(graph) if fused is not None else None
+        result = fused(graph, **options) if fused is not None else None
         if result is not None:
             out, vectors, edge_grad = result
             return _from_edge_gradient(graph, out, vectors, edge_grad, forces, stress)
@@ -66,8 +70,9 @@ def predict(
         deformation = torch.eye(3, dtype=cell.dtype, device=cell.device) + symmetric
         positions = torch.einsum("ni,nij->nj", positions, deformation[graph.batch])
         cell = cell @ deformation
-    out = model(graph.replace(positions=positions, cell=cell))
+    out = model(graph.replace(positions=positions, cell=cell), **options)
     result = Prediction(energy=out.energy, atomic_energies=out.atomic_energies)
+    result.features = out.features if features else None
     if not inputs:
         return result
     grads = torch.autograd.grad(
@@ -93,7 +98,9 @@ def _from_edge_gradient(
     graph: AtomicGraph, out, vectors: Tensor, edge_grad: Tensor, forces: bool, stress: bool
 ) -> Prediction:
     """Forces and virial/stress from g_e = ∂E/∂r_e (module docstring)."""
-    result = Prediction(energy=out.energy, atomic_energies=out.atomic_energies)
+    result = Prediction(
+        energy=out.energy, atomic_energies=out.atomic_energies, features=out.features
+    )
     i, j = graph.edge_index[0], graph.edge_index[1]
     if forces:
         result.forces = torch.zeros_like(graph.positions).index_add_(0, i, edge_grad)

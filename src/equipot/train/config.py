@@ -42,6 +42,7 @@ class DataConfig(_Section):
     test_count: int | None = Field(None, ge=1)
     train_count: int | None = Field(None, ge=1)
     split_seed: int = 0
+    bootstrap_seed: int | None = None  # resample the training split with replacement (committees)
     cache_dir: Path | None = None  # default: <output.dir>/cache
     in_memory: bool | None = None  # default: in memory when the cache is below 2 GiB
 
@@ -158,6 +159,16 @@ class OutputConfig(_Section):
     plot: bool = True  # learning-curve PNG every epoch
 
 
+class UncertaintyOptions(_Section):
+    """After training: latent Gaussians and the last-layer posterior fitted on the training
+    split, calibrated (scales, conformal force ball) on the validation split, stored in
+    best.eqp / final.eqp (see equipot.uq; ``equipot calibrate`` recalibrates on other data)."""
+
+    fit: bool = True
+    force_frames: int = Field(100, ge=0, description="frames for the force rows of G")
+    alpha: float = Field(0.05, gt=0.0, lt=1.0, description="miscoverage of the force ball")
+
+
 class TrainConfig(_Section):
     schema_version: int = TRAIN_SCHEMA_VERSION
     seed: int = 0
@@ -169,6 +180,7 @@ class TrainConfig(_Section):
     optim: OptimConfig = Field(default_factory=OptimConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
     finetune: FinetuneConfig | None = None  # start from a trained model (train/finetune.py)
+    uncertainty: UncertaintyOptions = Field(default_factory=UncertaintyOptions)
 
     @field_validator("schema_version")
     @classmethod

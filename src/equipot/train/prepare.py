@@ -93,6 +93,11 @@ def prepare(
                 np.random.default_rng(d.split_seed).permutation(train.indices)[: d.train_count]
             )
         valid = _part(d.valid, config, verbose)
+    if d.bootstrap_seed is not None:  # same frames, drawn with replacement (a committee member)
+        draw = np.random.default_rng(d.bootstrap_seed).integers(
+            0, len(train.indices), len(train.indices)
+        )
+        train = DataPart(train.cache, np.sort(train.indices[draw]), train.name)
 
     if model_config is None:
         train_set = train.open(d.in_memory)

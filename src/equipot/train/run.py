@@ -82,8 +82,11 @@ def _worker(
         trainer.load_state_dict(load_checkpoint(prepared.run_dir / "checkpoint.pt"))
     state = trainer.train(progress_bar=config.output.progress)
     trainer.plot()
+    uq_report = None
     if comm.is_main:
         trainer.save_model(trainer.averaged_model(), prepared.run_dir / "final.eqp")
+        if config.uncertainty.fit:
+            uq_report = _fit_uncertainty(trainer, config)
     comm.barrier()
     results = {
         "epochs": state.epoch,
@@ -96,8 +99,29 @@ def _worker(
     if prepared.test is not None:
         test_set = prepared.test.open(config.data.in_memory)
         results["test"] = _errors(prepared.run_dir / "best.eqp", trainer, test_set, comm)
+    if uq_report is not None:
+        results["uncertainty"] = uq_report
     if comm.is_main:
         (prepared.run_dir / "results.json").write_text(json.dumps(results, indent=1))
+
+
+def _fit_uncertainty(trainer: Trainer, config: TrainConfig) -> dict:
+    """Uncertainty fit (training split) and calibration (validation split) of both models."""
+    from equipot.uq.workflow import attach_after_training
+
+    loss = config.loss
+    options = {
+        "energy_weight": loss.energy_weight,
+        "forces_weight": loss.forces_weight,
+        "element_weights": loss.element_weights,
+    }
+    run_dir = trainer.prepared.run_dir
+    return {
+        name: attach_after_training(
+            run_dir / name, trainer.train_set, trainer.valid_set, options, config.uncertainty
+        )
+        for name in ("best.eqp", "final.eqp")
+    }
 
 
 def _errors(model_path: Path, trainer: Trainer, dataset, comm: Comm) -> dict:
