@@ -16,6 +16,7 @@ from equipot.graph import AtomicGraph
 from equipot.model.builder import resolve_dtype
 from equipot.model.energy_model import EnergyModel
 from equipot.physics.derivatives import predict
+from equipot.physics.fields import response_properties, response_results
 from equipot.runtime import tune_allocator
 
 
@@ -56,7 +57,10 @@ class EquipotCalculator(Calculator):
     """ASE calculator for an equipot model (a model object or a path to a model file).
 
     Properties: energy, free_energy, forces, energies (per atom) and, for 3D-periodic
-    structures, stress (Voigt order, eV/Å³, ASE's sign convention).
+    structures, stress (Voigt order, eV/Å³, ASE's sign convention). Models with tensor heads
+    add ``dipole`` (e·Å), ``polarizability`` (e·Å²/V), ``born_effective_charges`` (N, 3, 3; e)
+    and their other heads (:func:`equipot.physics.fields.response_properties`); ``efield``
+    (V/Å) applies a uniform field to energy, forces and those properties.
     """
 
     implemented_properties = ("energy", "free_energy", "forces", "energies", "stress")
@@ -66,6 +70,7 @@ class EquipotCalculator(Calculator):
         model: EnergyModel | str | Path,
         dtype: str | torch.dtype = "float64",
         device: str | torch.device = "cpu",
+        efield=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -78,6 +83,12 @@ class EquipotCalculator(Calculator):
         self.device = torch.device(device)
         self.model = frozen_copy(model, self.dtype, self.device)
         self.cutoff = model.config.r_max
+        self.response = response_properties(self.model)
+        self.implemented_properties = (*type(self).implemented_properties, *self.response)
+        self.efield = None if efield is None else np.asarray(efield, dtype=np.float64).reshape(3)
+        heads = self.model.heads
+        if self.efield is not None and (heads is None or not heads.couples_to_field):
+            raise ValueError("efield needs a model with a 'dipole' or 'polarizability' head")
 
     def check_state(self, atoms, tol=1e-15):
         """What changed since the last calculation: exact comparisons of the few properties
@@ -98,6 +109,8 @@ class EquipotCalculator(Calculator):
         super().calculate(atoms, properties, system_changes)
         atoms = self.atoms
         graph = atoms_to_graph(atoms, self.cutoff, self.dtype, self.device)
+        if self.efield is not None:
+            graph = graph.replace(efield=graph.positions.new_tensor(self.efield[None]))
         want_stress = "stress" in properties and bool(atoms.pbc.all())
         if "stress" in properties and not want_stress:
             raise ValueError("stress is only defined for structures periodic in all 3 directions")
@@ -113,3 +126,8 @@ class EquipotCalculator(Calculator):
         if want_stress:
             s = pred.stress[0].detach().cpu().numpy().astype(np.float64)
             self.results["stress"] = s[[0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]]
+        extra = [p for p in properties if p in self.response]
+        if extra:
+            with torch.enable_grad():
+                values = response_results(self.model, graph, extra)
+            self.results.update({k: v.cpu().numpy().astype(np.float64) for k, v in values.items()})

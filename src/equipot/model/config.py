@@ -5,6 +5,8 @@ from __future__ import annotations
 from ase.data import atomic_numbers as ASE_ATOMIC_NUMBERS
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from equipot.model.heads.config import HeadConfig, resolve_head
+
 MODEL_SCHEMA_VERSION = 1
 
 
@@ -38,6 +40,9 @@ class ModelConfig(BaseModel):
     e0: dict[str, float] = Field(default_factory=dict, description="isolated-atom energies, eV")
     scale: float = 1.0
     shift: float = 0.0
+    heads: dict[str, HeadConfig] = Field(
+        default_factory=dict, description="tensor output heads (equipot.model.heads)"
+    )
 
     @field_validator("elements")
     @classmethod
@@ -48,6 +53,17 @@ class ModelConfig(BaseModel):
         if len(set(elements)) != len(elements):
             raise ValueError(f"elements listed twice: {elements}")
         return sorted(elements, key=lambda e: ASE_ATOMIC_NUMBERS[e])
+
+    @field_validator("heads", mode="before")
+    @classmethod
+    def _resolve_heads(cls, heads):
+        if not isinstance(heads, dict):
+            raise ValueError("heads must map names to head options")
+        reserved = {"energy", "forces", "stress", "charges", "energies", "free_energy"}
+        clash = sorted(reserved & set(heads))
+        if clash:
+            raise ValueError(f"head names {clash} are reserved for other outputs")
+        return {name: resolve_head(name, value) for name, value in heads.items()}
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelConfig:

@@ -6,7 +6,7 @@ Forces, stress, Hessians and everything else derive from this energy by autograd
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -17,6 +17,8 @@ from equipot.geometry.edges import edge_vectors
 from equipot.graph import AtomicGraph
 from equipot.kernels import cpu_kernels
 from equipot.model.config import ModelConfig
+from equipot.model.heads.collection import Heads
+from equipot.model.heads.features import BackboneFeatures
 from equipot.model.inference import EngineSlot, engine_for
 from equipot.model.layers import InteractionLayer
 from equipot.nn.constants import Constants, is_frozen
@@ -30,6 +32,7 @@ from equipot.nn.species import Species
 class ModelOutput:
     energy: Tensor  # (S,) eV per system
     atomic_energies: Tensor  # (N,) eV per atom
+    outputs: dict[str, Tensor] = field(default_factory=dict)  # tensor heads (model.heads)
 
 
 class EnergyModel(nn.Module):
@@ -64,6 +67,7 @@ class EnergyModel(nn.Module):
             for t in range(c.num_layers)
         )
         self.engine_slot = EngineSlot()  # C++ inference engine, built on first use
+        self.heads = Heads(c) if c.heads else None  # tensor outputs, field coupling
 
     def set_execution(self, *, kernels: bool, memory_efficient: bool) -> EnergyModel:
         """Choose how the same function is computed (results agree to rounding):
@@ -154,6 +158,7 @@ class EnergyModel(nn.Module):
             and positions.dtype in (torch.float32, torch.float64)
             and is_frozen(self)
             and cpu_kernels() is not None
+            and not (self.heads is not None and self.heads.field_active(graph))
         ):
             return None
         with torch.no_grad():
@@ -167,6 +172,15 @@ class EnergyModel(nn.Module):
         return ModelOutput(energy=energy, atomic_energies=atomic), vectors, edge_grad
 
     def forward(self, graph: AtomicGraph) -> ModelOutput:
+        atomic, features = self.local_energies(graph)
+        outputs = {}
+        if self.heads is not None:
+            atomic, outputs = self.heads(graph, atomic, features, self.local_energies)
+        energy = self._system_energy(graph, atomic)
+        return ModelOutput(energy=energy, atomic_energies=atomic, outputs=outputs)
+
+    def local_energies(self, graph: AtomicGraph) -> tuple[Tensor, BackboneFeatures]:
+        """Atomic energies (N,) of the local model and the features heads read."""
         c = self.config
         n = graph.num_atoms
         index, padded, _, vectors = self._prepare(graph)
@@ -176,13 +190,16 @@ class EnergyModel(nn.Module):
 
         h = self.embedding[species.index].unsqueeze(1)  # (N, 1, C)
         interaction = torch.zeros(n, dtype=h.dtype, device=h.device)
+        nodes = []
         for layer in self.layers:
             h, y = layer(h, species, Y, radial, padded.neighbors, padded.counts, inv_avg)
             interaction = interaction + y
+            nodes.append(h)
         coordination = envelope.sum(1) * inv_avg
         atomic = (
             self.constants.get("e0", h)[species.index]
             + c.scale * interaction
             + c.shift * coordination
         )
-        return ModelOutput(energy=self._system_energy(graph, atomic), atomic_energies=atomic)
+        features = BackboneFeatures(species, padded.neighbors, vectors, radial, nodes, inv_avg)
+        return atomic, features

@@ -75,6 +75,9 @@ class ModelOptions(_Section):
     envelope_exponent: int = 6
     readout_hidden: int = 16
     parity: bool = True
+    heads: dict[str, dict | str | None] = Field(
+        default_factory=dict, description="tensor heads (equipot.model.heads.config)"
+    )
     e0: dict[str, float] | None = None
     scale: float | None = None
     shift: float | None = None
@@ -97,6 +100,11 @@ class LossConfig(_Section):
     huber_delta: float = Field(0.01, gt=0.0, description="eV/atom, eV/Å, eV/Å³")
     config_type_weights: dict[str, float] = Field(default_factory=dict)
     element_weights: dict[str, float] = Field(default_factory=dict)
+    label_weights: dict[str, float] = Field(
+        default_factory=dict,
+        description="tensor labels (train/labels.py): head name → weight (default 1); "
+        "'bec' trains ∂μ/∂r of a dipole head (default 0)",
+    )
 
     @field_validator("element_weights")
     @classmethod

@@ -23,6 +23,7 @@ from equipot.train.config import TrainConfig
 from equipot.train.distributed import Comm, sync_gradients
 from equipot.train.evaluate import evaluate_dataset
 from equipot.train.history import plot_learning_curve, write_csv
+from equipot.train.labels import derived_born_charges, initialise_heads, label_meta, label_weights
 from equipot.train.loss import LossFunction, LossWeights, Normalisation, loss_terms
 from equipot.train.metrics import ErrorAccumulator
 from equipot.train.model import TrainingModel
@@ -66,6 +67,11 @@ class Trainer:
             learn_e0=config.optim.learn_e0,
             learn_shift=config.optim.learn_shift,
         )
+        model_config = prepared.model_config
+        self.label_weights = label_weights(model_config, config.loss.label_weights)
+        self.born_charges = derived_born_charges(model_config, self.label_weights)
+        self.label_meta = label_meta(self.train_set, self.label_weights)
+        initialise_heads(self.model, self.train_set, self.dtype)  # resume overwrites it
         self.optimizer = make_optimizer(self.model, config.optim)
         self.schedule = LRSchedule(config.optim)
         decay = config.optim.ema_decay
@@ -86,7 +92,9 @@ class Trainer:
     # ------------------------------------------------------------------ state
     def _stage_weights(self, stage: int) -> LossWeights:
         src = self.config.optim.stage_two if stage == 2 else self.config.loss
-        return LossWeights(src.energy_weight, src.forces_weight, src.stress_weight)
+        return LossWeights(
+            src.energy_weight, src.forces_weight, src.stress_weight, self.label_weights
+        )
 
     def state_dict(self) -> dict:
         s = self.state
@@ -168,14 +176,17 @@ class Trainer:
             disable=not (progress_bar and comm.is_main),
             dynamic_ncols=True,
         )
-        acc, loss_sum = ErrorAccumulator(per_element=False), 0.0
+        acc, loss_sum = ErrorAccumulator(per_element=False, labels=self.label_weights), 0.0
         params = list(self.model.parameters())
         start = time.perf_counter() - s.elapsed
         for k, positions in enumerate(batches):
             epoch_f = s.epoch + k / len(batches)
             lr = self.schedule.apply(self.optimizer, self.progress(epoch_f), epoch_f)
             norm = Normalisation.of(
-                self.n_atoms[positions], self.has_forces[positions], self.has_stress[positions]
+                self.n_atoms[positions],
+                self.has_forces[positions],
+                self.has_stress[positions],
+                {n: (has[positions], *rest) for n, (has, *rest) in self.label_meta.items()},
             )
             self.optimizer.zero_grad(set_to_none=False)
             mine = positions[comm.rank :: comm.world_size]
@@ -184,7 +195,12 @@ class Trainer:
                 batch = self.train_set.batch(mine, self.dtype, self.reference)
                 want_stress = bool(self.loss.weights.stress) and bool(batch.has_stress.any())
                 pred = predict(
-                    self.model, batch.graph, forces=True, stress=want_stress, create_graph=True
+                    self.model,
+                    batch.graph,
+                    forces=True,
+                    stress=want_stress,
+                    create_graph=True,
+                    born_charges=self.born_charges,
                 )
                 loss = sum(loss_terms(pred, batch, self.loss, norm).values())
                 loss.backward()
@@ -245,6 +261,7 @@ class Trainer:
             energy_reference=self.reference,
             comm=self.comm,
             loss=self.loss,
+            born_charges=self.born_charges,
         )
         valid_loss = valid.loss_sum
         metrics = valid.results()
@@ -253,14 +270,18 @@ class Trainer:
         spent = time.perf_counter() - started if self.comm.is_main else 0.0
         clock = torch.tensor([s.elapsed + spent], dtype=torch.float64)
         s.elapsed = float(self.comm.all_reduce_(clock)[0])
-        row = self._epoch_row | {
-            "time_s": s.elapsed,
-            "valid_loss": valid_loss,
-            "valid_energy_mae": metrics.get("energy_mae", math.nan),
-            "valid_energy_per_atom_mae": metrics.get("energy_per_atom_mae", math.nan),
-            "valid_forces_mae": metrics.get("forces_mae", math.nan),
-            "valid_stress_mae": metrics.get("stress_mae", math.nan),
-        }
+        row = (
+            self._epoch_row
+            | {
+                "time_s": s.elapsed,
+                "valid_loss": valid_loss,
+                "valid_energy_mae": metrics.get("energy_mae", math.nan),
+                "valid_energy_per_atom_mae": metrics.get("energy_per_atom_mae", math.nan),
+                "valid_forces_mae": metrics.get("forces_mae", math.nan),
+                "valid_stress_mae": metrics.get("stress_mae", math.nan),
+            }
+            | {f"valid_{n}_mae": metrics.get(f"{n}_mae", math.nan) for n in self.label_weights}
+        )
         s.history.append(row)
         improved = valid_loss < s.best_loss
         if improved:
