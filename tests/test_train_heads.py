@@ -92,12 +92,19 @@ def test_training_on_dipoles_and_born_charges(data, tmp_path):
         config(data, tmp_path / "run", dipole=10.0, polarizability=10.0, bec=1.0), verbose=False
     )
     history = read_csv(tmp_path / "run" / "log.csv")
-    for name in ("dipole", "bec"):  # the environment-dependent parts learn
-        first, last = history[0][f"valid_{name}_mae"], history[-1][f"valid_{name}_mae"]
-        assert last < 0.7 * first, name
-    # the isotropic polarisability is the per-element fit made before the first step
-    alpha = 4 * np.pi * units._eps0 / units._e * 1e-10 * np.mean([sum(VOLUME.values())] * 2)
-    assert history[-1]["valid_polarizability_mae"] < 0.05 * alpha
+    assert history[-1]["train_loss"] < 0.7 * history[0]["train_loss"]
+    # fixed charges and isotropic polarisabilities are fitted per element before the first
+    # step (the data are exactly of that form); the atomic dipoles learn to stay small
+    frames = labelled_molecules(16, 1)
+    mu = np.mean([np.abs(f.info["REF_dipole"] * units.Debye).mean() for f in frames])
+    q = np.mean(
+        [np.abs(np.diagonal(f.arrays["bec"].reshape(-1, 3, 3), 0, 1, 2)).mean() for f in frames]
+    )
+    valid = result.results["valid"]
+    assert valid["dipole_mae"] < 0.1 * mu
+    assert valid["bec_mae"] < q
+    alpha = 4 * np.pi * units._eps0 / units._e * 1e-10 * 5 * np.mean(list(VOLUME.values()))
+    assert valid["polarizability_mae"] < 0.05 * alpha
     assert {"dipole_mae", "polarizability_mae", "bec_mae"} <= set(result.results["valid"])
     # evaluate_file's Born-charge and dipole errors equal those of the calculator's numbers
     from equipot import EquipotCalculator

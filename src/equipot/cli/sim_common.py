@@ -21,12 +21,12 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def load_potential(path: Path, dtype: str, skin: float = 1.0) -> ModelPotential:
+def load_potential(path: Path, dtype: str, skin: float = 1.0, efield=None) -> ModelPotential:
     from equipot.model.io import load_model
 
     if not path.exists():
         raise FileNotFoundError(f"model file {path} does not exist")
-    return ModelPotential(load_model(path), dtype=dtype, skin=skin)
+    return ModelPotential(load_model(path), dtype=dtype, skin=skin, efield=efield)
 
 
 def read_structure(path: Path, index: str = "-1") -> Atoms:

@@ -143,8 +143,10 @@ def initialise_heads(net: torch.nn.Module, dataset: GraphDataset, dtype: torch.d
     heads.normalise_inputs(features)
     for name, head in heads.heads.items():
         offsets = fit_offsets(name, head, batch)
-        if offsets is not None:
-            head.bias[:, 0] = torch.as_tensor(offsets / head.config.scale, dtype=head.bias.dtype)
+        if offsets is None:
+            continue
+        target = head.charges if head.charges is not None else head.bias[:, 0]
+        target.copy_(torch.as_tensor(offsets / head.config.scale, dtype=target.dtype))
 
 
 def fit_offsets(name: str, head, batch) -> np.ndarray | None:
@@ -159,7 +161,7 @@ def fit_offsets(name: str, head, batch) -> np.ndarray | None:
     """
     graph = batch.graph
     species = head_species(head, graph)
-    num_elements = head.bias.shape[0]
+    num_elements = len(head.atomic_numbers)
     onehot = np.eye(num_elements)[species]  # (N, E)
     system = graph.batch.numpy()
     positions = graph.positions.double().numpy()

@@ -8,8 +8,9 @@ Per atom i of system s (total charge Q_s, N_s atoms, field ℰ_s in V/Å):
     E_i  ← E_i − ℰ_s·d_i − ½ ℰ_s·α_i·ℰ_s                     E(r; ℰ) = E(r) − μ·ℰ − ½ ℰ·α·ℰ
     μ_s  = Σ_{i∈s} d_i,   α_s = Σ_{i∈s} α_i                  (``reduce: mean`` divides by N_s)
 
-With translation-invariant q_i, μ_i this makes Σ_i ∂μ/∂r_i = Q·1 for any parameters, i.e. the
-Born charges ∂μ/∂r_i obey the acoustic sum rule. Where the model itself has charges
+q_i are fixed per element (head.py says why), μ_i translation invariant: this makes
+Σ_i ∂μ/∂r_i = Q·1 for any parameters, i.e. the Born charges ∂μ/∂r_i obey the acoustic sum
+rule. Where the model itself has charges
 (``ModelOutput.charges``, the long-range part) the dipole uses those.
 
 SO(3)-only models are not reflection-equivariant; their heads are projected onto the right

@@ -4,8 +4,9 @@
 what a head is, the value how it is built (a :class:`HeadConfig` or a dict of its fields;
 a string is short for ``{"tensor": string}``). Three names couple to physics:
 
-* ``dipole`` — a vector per system (e·Å), μ = Σ_i q_i r_i + Σ_i μ_i with learned charges q_i
-  (Σ_i q_i = total charge) and atomic dipoles μ_i; enters the energy in a field ℰ as −μ·ℰ.
+* ``dipole`` — a vector per system (e·Å), μ = Σ_i q_i r_i + Σ_i μ_i with learned fixed
+  charges q_z per element (Σ_i q_i = total charge) and environment-dependent atomic dipoles μ_i
+  (which carry charge flow); enters the energy in a field ℰ as −μ·ℰ.
 * ``polarizability`` — a symmetric rank-2 tensor per system (e·Å²/V), enters as −½ ℰ·α·ℰ.
 * ``bec`` — Born effective charges learned directly: a general rank-2 tensor per atom (e),
   with the acoustic sum rule Σ_i Z*_i = Q·1 imposed.
@@ -43,7 +44,7 @@ class HeadConfig(BaseModel):
     reduce: Literal["sum", "mean"] = Field("sum", description="atoms → system")
     traceless: bool = Field(False, description="drop the L = 0 parts (e.g. a quadrupole)")
     charges: bool | None = Field(
-        None, description="vector heads: add Σ q_i r_i with learned charges (dipole: on)"
+        None, description="vector heads: add Σ q_i r_i, learned charges per element (dipole: on)"
     )
     sum_rule: bool | None = Field(
         None, description="per-atom rank-2 heads: impose Σ_i T_i = Q·1 (bec: on)"

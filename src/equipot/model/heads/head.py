@@ -61,7 +61,7 @@ class TensorHead(nn.Module):
         self.irreps = target_irreps(config)
         rows = basis.row_slices()
         keep = [k for k, ir in enumerate(basis.irreps) if not (config.traceless and ir[0] == 0)]
-        outputs = list(self.irreps) + ([(0, 1)] if config.charges else [])
+        outputs = list(self.irreps)
         self.outputs = outputs
         self.l_max = max(1, max(L for L, _ in outputs)) if config.l_max is None else config.l_max
         c, k = model.channels, config.channels
@@ -128,6 +128,14 @@ class TensorHead(nn.Module):
         # Backbone features are far from unit size (their scale is the energy's business);
         # training sets this gain from the data (Heads.normalise_inputs) before it starts.
         self.input_gain = nn.Parameter(torch.ones((), dtype=torch.float64))
+        # Fixed point charges per element (a vector head's Σ q_i r_i): environment-dependent
+        # charges would make a crystal's Born charges depend on which periodic image each
+        # atom is placed in; charge flow is carried by the atomic dipoles instead.
+        self.charges = (
+            nn.Parameter(torch.zeros(len(model.elements), dtype=torch.float64))
+            if config.charges
+            else None
+        )
 
     @property
     def dim(self) -> int:
@@ -153,7 +161,7 @@ class TensorHead(nn.Module):
         return x
 
     def forward(self, f: BackboneFeatures) -> tuple[Tensor, Tensor | None]:
-        """Per-atom tensors T (N, 3, …, 3) and, with ``charges``, q (N,) (before any
+        """Per-atom tensors T (N, 3, …, 3) and, with ``charges``, q_z(i) (N,) (before any
         constraint; :mod:`.collection` imposes Σq = Q and the sum rule)."""
         x = self.features(f)
         a = [None] + [x[l] @ self.left[l - 1] for l in range(1, self.l_max + 1)]
@@ -189,5 +197,7 @@ class TensorHead(nn.Module):
         y = self.config.scale * y
         d = self.dim
         tensor = (y[:, :d] @ self.constants.get("q", y)).view(-1, *(3,) * self.rank)
-        charges = y[:, d] if self.config.charges else None
+        charges = None
+        if self.charges is not None:
+            charges = self.config.scale * self.charges[f.species.index]
         return tensor, charges
