@@ -26,7 +26,7 @@ from equipot.train.history import plot_learning_curve, write_csv
 from equipot.train.labels import derived_born_charges, initialise_heads, label_meta, label_weights
 from equipot.train.loss import LossFunction, LossWeights, Normalisation, loss_terms
 from equipot.train.metrics import ErrorAccumulator
-from equipot.train.model import TrainingModel
+from equipot.train.model import TrainingModel, learnable_e0
 from equipot.train.optim import EMA, LRSchedule, make_optimizer
 from equipot.train.prepare import Prepared
 
@@ -64,7 +64,11 @@ class Trainer:
             prepared.model_config,
             seed=config.seed,
             dtype=self.dtype,
-            learn_e0=config.optim.learn_e0,
+            learn_e0=learnable_e0(
+                config.optim.learn_e0,
+                prepared.statistics.get("e0_source", {}),
+                prepared.model_config.elements,
+            ),
             learn_shift=config.optim.learn_shift,
         )
         model_config = prepared.model_config
