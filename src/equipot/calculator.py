@@ -16,6 +16,7 @@ from equipot.geometry.neighbors import neighbor_list
 from equipot.graph import AtomicGraph
 from equipot.model.builder import resolve_dtype
 from equipot.model.energy_model import EnergyModel
+from equipot.physics.fields import response_properties, response_results
 from equipot.runtime import tune_allocator
 
 
@@ -59,10 +60,13 @@ class EquipotCalculator(Calculator):
 
     Properties: energy, free_energy, forces, energies (per atom) and, for 3D-periodic
     structures, stress (Voigt order, eV/Å³, ASE's sign convention); committees give the
-    member means. Uncertainties, where the model or committee has what they need
-    (:mod:`equipot.uq.estimate`): ``energy_std`` (eV), ``forces_std`` (N,) eV/Å (committees;
-    single models with ``last_layer_forces=True``), ``energies_std`` (N,) eV,
-    ``latent_distance`` (N,), ``force_radius`` (N,) eV/Å (calibrated conformal ball) and,
+    member means. Models with tensor heads add ``dipole`` (e·Å), ``polarizability``
+    (e·Å²/V), ``born_effective_charges`` (N, 3, 3; e) and their other heads
+    (:func:`equipot.physics.fields.response_properties`); ``efield`` (V/Å) applies a uniform
+    field to energy, forces and those properties. Uncertainties, where the model or committee
+    has what they need (:mod:`equipot.uq.estimate`): ``energy_std`` (eV), ``forces_std`` (N,)
+    eV/Å (committees; single models with ``last_layer_forces=True``), ``energies_std`` (N,)
+    eV, ``latent_distance`` (N,), ``force_radius`` (N,) eV/Å (calibrated conformal ball) and,
     for committees, ``member_energies`` (K,), ``member_forces`` (K, N, 3), ``member_stress``.
     """
 
@@ -74,6 +78,7 @@ class EquipotCalculator(Calculator):
         dtype: str | torch.dtype = "float64",
         device: str | torch.device = "cpu",
         head: str | None = None,
+        efield=None,
         *,
         last_layer_forces: bool = False,
         **kwargs,
@@ -99,6 +104,14 @@ class EquipotCalculator(Calculator):
         self.implemented_properties = EquipotCalculator.implemented_properties + tuple(
             self.predictor.available()
         )
+        self.response = response_properties(self.model)
+        self.implemented_properties = (*self.implemented_properties, *self.response)
+        self.efield = None if efield is None else np.asarray(efield, dtype=np.float64).reshape(3)
+        heads = self.model.heads
+        if self.efield is not None and (heads is None or not heads.couples_to_field):
+            raise ValueError("efield needs a model with a 'dipole' or 'polarizability' head")
+        if self.response and len(self.models) > 1:
+            raise ValueError("committees of models with tensor heads are not supported")
 
     def check_state(self, atoms, tol=1e-15):
         """What changed since the last calculation: exact comparisons of the few properties
@@ -119,6 +132,8 @@ class EquipotCalculator(Calculator):
         super().calculate(atoms, properties, system_changes)
         atoms = self.atoms
         graph = atoms_to_graph(atoms, self.cutoff, self.dtype, self.device)
+        if self.efield is not None:
+            graph = graph.replace(efield=graph.positions.new_tensor(self.efield[None]))
         want_stress = "stress" in properties and bool(atoms.pbc.all())
         if "stress" in properties and not want_stress:
             raise ValueError("stress is only defined for structures periodic in all 3 directions")
@@ -135,6 +150,11 @@ class EquipotCalculator(Calculator):
         if want_stress:
             self.results["stress"] = _voigt(pred.stress[0])
         self.results |= uncertainty_results(out, want_stress)
+        extra = [p for p in properties if p in self.response]
+        if extra:
+            with torch.enable_grad():
+                values = response_results(self.model, graph, extra)
+            self.results.update({k: _numpy(v) for k, v in values.items()})
 
 
 def _numpy(x: torch.Tensor) -> np.ndarray:

@@ -14,6 +14,8 @@ SUBCOMMANDS: dict[str, str] = {
     "elastic": "elastic",
     "surface": "surface",
     "defects": "defects",
+    "dielectric": "dielectric",
+    "spectra": "spectra",
     # simulation
     "md": "md",
     "relax": "relax",

@@ -54,6 +54,19 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         default=100.0,
         help="bulk modulus the barostat assumes, GPa (sets its speed only)",
     )
+    p.add_argument(
+        "--efield",
+        type=float,
+        nargs=3,
+        metavar=("EX", "EY", "EZ"),
+        help="uniform electric field, V/Å (models with a dipole head)",
+    )
+    p.add_argument(
+        "--efield-frequency",
+        type=float,
+        default=0.0,
+        help="THz: oscillating field E·cos(2πft) (default 0: static)",
+    )
     p.add_argument("--skin", type=float, default=1.0, help="neighbour-list skin, Å")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--out", type=Path, default=Path("traj.extxyz"), help="trajectory file")
@@ -128,7 +141,16 @@ def run(args) -> int:
         if alarm.path.exists():
             alarm.path.unlink()  # a fresh run: frames of this run only
     uncertainty = False if args.no_uncertainty else (True if alarm else None)
-    potential = load_potential(args.model, args.dtype, args.skin, uncertainty=uncertainty)
+    efield = None
+    if args.efield is not None:
+        from equipot.sim.field import ElectricField
+
+        efield = ElectricField(tuple(args.efield), args.efield_frequency)
+    elif args.efield_frequency:
+        raise ValueError("--efield-frequency needs --efield EX EY EZ")
+    potential = load_potential(
+        args.model, args.dtype, args.skin, uncertainty=uncertainty, efield=efield
+    )
     atoms = read_structure(args.structure, args.index)
     state = SimState.from_atoms(atoms, temperature=args.temperature, seed=args.seed)
     if args.temperature is not None and args.ensemble != "pimd":

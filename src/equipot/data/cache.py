@@ -8,6 +8,8 @@ Layout: per-atom, per-edge and per-frame arrays concatenated over frames, with `
     cell (F, 3, 3), pbc (F, 3), energy (F,), stress (F, 3, 3),
     has_forces (F,), has_stress (F,), weight (F,),
     config_type (F,) int16 (index into the attribute ``config_types``)   per frame
+    atom_label_<name> (A, 3^r) | frame_label_<name> (F, 3^r), has_label_<name> (F,)
+                                           tensor labels (data/labels.py), where configured
 
 The file's attributes record what it was built from (source path, size, modification time,
 reader options, cutoff); :func:`open_cache` rebuilds it when any of them changed.
@@ -45,6 +47,16 @@ PER_FRAME = {
 }
 
 
+def label_layout(labels: dict) -> dict:
+    """Datasets of the tensor labels ``labels`` (name → LabelField)."""
+    layout = {}
+    for name, spec in labels.items():
+        scope = "atom" if spec.per == "atom" else "frame"
+        layout[f"{scope}_label_{name}"] = ((spec.size,), np.float64)
+        layout[f"has_label_{name}"] = ((), np.bool_)
+    return layout
+
+
 def cache_key(source: DataSource, cutoff: float) -> dict:
     """Everything the cached arrays depend on."""
     path = source.path.resolve()
@@ -76,7 +88,7 @@ def open_cache(source: DataSource, cutoff: float, cache_dir: Path, verbose: bool
         return path
     if verbose:
         print(f"preprocessing {source.path} (neighbour lists, r < {cutoff} Å) → {path}")
-    build_cache(read_frames(source), cutoff, path, key)
+    build_cache(read_frames(source), cutoff, path, key, source.labels)
     return path
 
 
@@ -93,19 +105,23 @@ def read_key(path: Path) -> dict | None:
         return None
 
 
-def build_cache(frames, cutoff: float, path: Path, key: dict) -> Path:
-    """Write ``frames`` (an iterable of :class:`Frame`) with their neighbour lists to ``path``."""
+def build_cache(frames, cutoff: float, path: Path, key: dict, labels: dict | None = None) -> Path:
+    """Write ``frames`` (an iterable of :class:`Frame`) with their neighbour lists to ``path``;
+    ``labels`` (name → LabelField) are the tensor labels to store."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    labels = labels or {}
+    layout = PER_ATOM | PER_EDGE | PER_FRAME | label_layout(labels)
     with h5py.File(tmp, "w") as f:
-        for name, (shape, dtype) in (PER_ATOM | PER_EDGE | PER_FRAME).items():
+        for name, (shape, dtype) in layout.items():
             f.create_dataset(name, (0, *shape), dtype=dtype, maxshape=(None, *shape), chunks=True)
-        buffers: dict[str, list] = {name: [] for name in PER_ATOM | PER_EDGE | PER_FRAME}
+        buffers: dict[str, list] = {name: [] for name in layout}
         atom_counts, edge_counts, buffered = [], [], 0
         types: dict[str, int] = {}
         for frame in frames:
             i, j, shifts = neighbor_list(frame.positions, frame.cell, frame.pbc, cutoff)
             _append(buffers, frame, i, j, shifts, types.setdefault(frame.config_type, len(types)))
+            _append_labels(buffers, frame, labels)
             atom_counts.append(frame.num_atoms)
             edge_counts.append(len(i))
             buffered += frame.num_atoms
@@ -140,6 +156,17 @@ def _append(buffers: dict, frame: Frame, i, j, shifts, config_type: int) -> None
     buffers["has_stress"].append(np.array([has_stress]))
     buffers["weight"].append(np.array([frame.weight]))
     buffers["config_type"].append(np.array([config_type]))
+
+
+def _append_labels(buffers: dict, frame: Frame, labels: dict) -> None:
+    for name, spec in labels.items():
+        value = frame.labels.get(name)
+        rows = (frame.num_atoms, spec.size) if spec.per == "atom" else (1, spec.size)
+        scope = "atom" if spec.per == "atom" else "frame"
+        buffers[f"{scope}_label_{name}"].append(
+            np.zeros(rows) if value is None else value.reshape(rows)
+        )
+        buffers[f"has_label_{name}"].append(np.array([value is not None]))
 
 
 def _flush(f: h5py.File, buffers: dict) -> None:

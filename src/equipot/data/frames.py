@@ -7,7 +7,7 @@ surfacing later as a NaN loss.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from ase.data import chemical_symbols
@@ -25,6 +25,8 @@ class Frame:
     weight: float = 1.0  # per-config weight in the loss
     virial: np.ndarray | None = None  # (3, 3) as read; readers turn it into stress = −W/V
     config_type: str = "Default"
+    # tensor labels (data/labels.py): name → (3^rank,) per structure or (N, 3^rank) per atom
+    labels: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def num_atoms(self) -> int:

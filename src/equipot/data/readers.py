@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from equipot.data.frames import Frame, validate_frame
+from equipot.data.labels import LabelField, label_value
 from equipot.data.units import energy_factor, force_factor, length_factor, stress_factor
 
 NATIVE_ENERGY_UNIT = {"extxyz": "eV", "ase-db": "eV", "rmd17": "kcal/mol"}
@@ -32,6 +33,8 @@ class DataSource(BaseModel):
     ``coords`` / ``nuclear_charges``.
     Units default to the format's native ones (eV, Å; kcal/mol for rMD17); the force unit
     defaults to energy/length and the stress unit to energy/length³.
+    ``labels`` names tensor labels to read (dipoles, polarisabilities, Born charges…; see
+    :mod:`equipot.data.labels`); training fills in those its model's heads need.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -48,6 +51,7 @@ class DataSource(BaseModel):
     length_unit: str = "Å"
     force_unit: str | None = None
     stress_unit: str | None = None
+    labels: dict[str, LabelField] = Field(default_factory=dict)
 
     @model_validator(mode="before")
     @classmethod
@@ -155,7 +159,17 @@ def _atoms_to_frame(atoms, source: DataSource, where: str, extra: dict | None = 
         virial=virial,
         weight=1.0 if weight is None else weight,
         config_type="Default" if config_type is None else config_type,
+        labels=_labels(atoms, source, where, extra),
     )
+
+
+def _labels(atoms, source: DataSource, where: str, extra: dict | None) -> dict:
+    out = {}
+    for name, spec in source.labels.items():
+        value = _get(atoms, spec.file_key(name), where, False, extra)
+        if value is not None:
+            out[name] = label_value(value, spec, name, len(atoms), where)
+    return out
 
 
 def _read_extxyz(source: DataSource) -> Iterator[Frame]:

@@ -6,7 +6,7 @@ Forces, stress, Hessians and everything else derive from this energy by autograd
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -17,6 +17,8 @@ from equipot.geometry.edges import edge_vectors
 from equipot.graph import AtomicGraph
 from equipot.kernels import cpu_kernels
 from equipot.model.config import ModelConfig
+from equipot.model.heads.collection import Heads
+from equipot.model.heads.features import BackboneFeatures
 from equipot.model.inference import EngineSlot, engine_for
 from equipot.model.layers import InteractionLayer
 from equipot.model.terms import TermInputs, build_terms
@@ -33,6 +35,7 @@ class ModelOutput:
     energy: Tensor  # (S,) eV per system
     atomic_energies: Tensor  # (N,) eV per atom
     features: Tensor | None = None  # (N, D) readout features, if asked for (see forward)
+    outputs: dict[str, Tensor] = field(default_factory=dict)  # tensor heads (model.heads)
 
 
 class EnergyModel(nn.Module):
@@ -68,6 +71,7 @@ class EnergyModel(nn.Module):
         )
         self.terms = nn.ModuleDict(build_terms(c))  # repulsion, ...: model/terms/
         self.engine_slot = EngineSlot()  # C++ inference engine, built on first use
+        self.heads = Heads(c) if c.heads else None  # tensor outputs, field coupling
 
     def set_execution(self, *, kernels: bool, memory_efficient: bool) -> EnergyModel:
         """Choose how the same function is computed (results agree to rounding):
@@ -160,6 +164,7 @@ class EnergyModel(nn.Module):
             and positions.dtype in (torch.float32, torch.float64)
             and is_frozen(self)
             and cpu_kernels() is not None
+            and not (self.heads is not None and self.heads.field_active(graph))
         ):
             return None
         with torch.no_grad():
@@ -187,7 +192,7 @@ class EnergyModel(nn.Module):
 
     def readout_weights(self) -> Tensor:
         """θ (D,): the last readout matrix of every layer, side by side. With the features φ̃
-        of :meth:`forward`, ``E_i = E0[z_i] + shift·ρ_i + φ̃_i·θ`` exactly."""
+        of :meth:`forward`, ``E_i = E0[z_i] + shift·ρ_i + E_i^terms + φ̃_i·θ`` exactly."""
         return torch.cat([layer.node.readout[-1][:, 0] for layer in self.layers])
 
     def _engine_feature_factors(self, like: Tensor) -> Tensor:
@@ -201,10 +206,29 @@ class EnergyModel(nn.Module):
         return torch.cat(factors).to(like)
 
     def forward(self, graph: AtomicGraph, features: bool = False) -> ModelOutput:
-        """Energies; with ``features``, also φ̃_i = scale·[a_i^(0), …, a_i^(T−1)] (N, D), a^(t)
-        the input of layer t's last readout matrix, so that the atomic energy is affine in the
-        readout weights θ (:meth:`readout_weights`): last-layer uncertainty and latent
-        distances (:mod:`equipot.uq`) are functions of these features."""
+        """Energies and tensor-head outputs; with ``features``, also φ̃_i = scale·[a_i^(0), …,
+        a_i^(T−1)] (N, D), a^(t) the input of layer t's last readout matrix, so that the atomic
+        energy is affine in the readout weights θ (:meth:`readout_weights`): last-layer
+        uncertainty and latent distances (:mod:`equipot.uq`) are functions of these features."""
+        atomic, backbone = self.local_energies(graph)
+        outputs = {}
+        if self.heads is not None:
+            atomic, outputs = self.heads(graph, atomic, backbone, self.local_energies)
+        energy = self._system_energy(graph, atomic)
+        feats = None
+        if features:
+            scale = self.config.scale
+            feats = torch.cat(
+                [
+                    scale * layer.node.readout_input(h)
+                    for layer, h in zip(self.layers, backbone.nodes, strict=True)
+                ],
+                1,
+            )
+        return ModelOutput(energy=energy, atomic_energies=atomic, features=feats, outputs=outputs)
+
+    def local_energies(self, graph: AtomicGraph) -> tuple[Tensor, BackboneFeatures]:
+        """Atomic energies (N,) of the local model and the features heads read."""
         c = self.config
         n = graph.num_atoms
         index, padded, edge_list, vectors = self._prepare(graph)
@@ -214,12 +238,11 @@ class EnergyModel(nn.Module):
 
         h = self.embedding[species.index].unsqueeze(1)  # (N, 1, C)
         interaction = torch.zeros(n, dtype=h.dtype, device=h.device)
-        feats = []
+        nodes = []
         for layer in self.layers:
             h, y = layer(h, species, Y, radial, padded.neighbors, padded.counts, inv_avg)
             interaction = interaction + y
-            if features:
-                feats.append(c.scale * layer.node.readout_input(h))
+            nodes.append(h)
         coordination = envelope.sum(1) * inv_avg
         atomic = (
             self.constants.get("e0", h)[species.index]
@@ -229,8 +252,5 @@ class EnergyModel(nn.Module):
         inputs = TermInputs(graph, index, edge_list)
         for term in self.terms.values():
             atomic = atomic + term(inputs)
-        return ModelOutput(
-            energy=self._system_energy(graph, atomic),
-            atomic_energies=atomic,
-            features=torch.cat(feats, 1) if features else None,
-        )
+        backbone = BackboneFeatures(species, padded.neighbors, vectors, radial, nodes, inv_avg)
+        return atomic, backbone

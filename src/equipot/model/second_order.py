@@ -233,6 +233,7 @@ def hessian_vectors(model: nn.Module, graph: AtomicGraph, vectors: Tensor) -> Te
         and second_order_available(model, graph.dtype)
         and vectors.dtype == graph.dtype
         and not getattr(model, "terms", None)  # parameter-free terms: autograd for now
+        and (model.heads is None or not model.heads.field_active(graph))  # field energy
     ):
         return None
     run = SecondOrderPass(model, graph, frozen=True)

@@ -19,7 +19,7 @@ No layer of the model contains force code; these are the only derivative formula
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
@@ -36,6 +36,7 @@ class Prediction:
     virial: Tensor | None = None  # (S, 3, 3) eV
     stress: Tensor | None = None  # (S, 3, 3) eV/Å³, NaN for systems that are not 3D periodic
     features: Tensor | None = None  # (N, D) readout features (EnergyModel.forward), if asked
+    outputs: dict[str, Tensor] = field(default_factory=dict)  # tensor heads (model.heads)
 
 
 def predict(
@@ -46,33 +47,30 @@ def predict(
     stress: bool = False,
     create_graph: bool = False,
     features: bool = False,
+    born_charges: bool = False,
 ) -> Prediction:
     """Energy and, by autograd, forces and virial/stress. ``create_graph`` for training;
-    ``features`` also returns the model's per-atom readout features (``EnergyModel``)."""
+    ``features`` also returns the model's per-atom readout features (``EnergyModel``).
+
+    ``outputs`` holds the model's tensor heads; ``born_charges`` adds ``outputs["bec"]`` =
+    ∂μ/∂r_i of its dipole head (:mod:`equipot.physics.fields`; for training on Born charges).
+    """
     options = {"features": True} if features else {}
-    if not create_graph and (forces or stress):
+    if not create_graph and not born_charges and (forces or stress):
         fused = getattr(model, "inference_pass", None)
         result = fused(graph, **options) if fused is not None else None
         if result is not None:
             out, vectors, edge_grad = result
             return _from_edge_gradient(graph, out, vectors, edge_grad, forces, stress)
-    positions = graph.positions
-    cell = graph.cell
-    inputs = []
-    if forces or stress:
-        positions = positions.detach().requires_grad_(True)
-        inputs.append(positions)
-    strain = None
-    if stress:
-        strain = torch.zeros_like(cell, requires_grad=True)
-        inputs.append(strain)
-        symmetric = 0.5 * (strain + strain.transpose(1, 2))
-        deformation = torch.eye(3, dtype=cell.dtype, device=cell.device) + symmetric
-        positions = torch.einsum("ni,nij->nj", positions, deformation[graph.batch])
-        cell = cell @ deformation
-    out = model(graph.replace(positions=positions, cell=cell), **options)
+    strained, inputs, strain = differentiable_inputs(graph, forces or born_charges, stress)
+    out = model(strained, **options)
     result = Prediction(energy=out.energy, atomic_energies=out.atomic_energies)
     result.features = out.features if features else None
+    result.outputs = dict(getattr(out, "outputs", {}))
+    if born_charges:
+        from equipot.physics.fields import dipole_derivative
+
+        result.outputs["bec"] = dipole_derivative(out.outputs["dipole"], inputs[0], create_graph)
     if not inputs:
         return result
     grads = torch.autograd.grad(
@@ -83,6 +81,28 @@ def predict(
     if stress:
         _set_stress(result, graph, _zeros_if_none(grads[-1], strain))
     return result
+
+
+def differentiable_inputs(
+    graph: AtomicGraph, positions: bool, strain: bool
+) -> tuple[AtomicGraph, list[Tensor], Tensor | None]:
+    """The graph with leaf positions (N, 3) and a symmetric strain (S, 3, 3) applied, the
+    leaves that require gradients ([positions][, strain]), and the strain leaf."""
+    r = graph.positions
+    cell = graph.cell
+    inputs = []
+    if positions or strain:
+        r = r.detach().requires_grad_(True)
+        inputs.append(r)
+    epsilon = None
+    if strain:
+        epsilon = torch.zeros_like(cell, requires_grad=True)
+        inputs.append(epsilon)
+        symmetric = 0.5 * (epsilon + epsilon.transpose(1, 2))
+        deformation = torch.eye(3, dtype=cell.dtype, device=cell.device) + symmetric
+        r = torch.einsum("ni,nij->nj", r, deformation[graph.batch])
+        cell = cell @ deformation
+    return graph.replace(positions=r, cell=cell), inputs, epsilon
 
 
 def _set_stress(result: Prediction, graph: AtomicGraph, dE_de: Tensor) -> None:

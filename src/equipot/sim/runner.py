@@ -136,6 +136,9 @@ def run(
     if ensemble == "pimd":
         init_kw.update(n_beads=beads, temperature=temperature)
 
+    set_time = getattr(potential, "set_time", None)  # time-dependent fields
+    if set_time is not None:
+        set_time(0.0)
     state = init_fn(state, potential, **init_kw)
     writer = TrajectoryWriter(trajectory) if trajectory else None
     log = ThermoLog(thermo) if thermo else None
@@ -160,6 +163,8 @@ def run(
     done = 0
     try:
         for i in range(1, steps + 1 if stopped_at is None else 1):
+            if set_time is not None:
+                set_time(i * dt)  # forces of step i are evaluated at t = i·Δt
             state = step_fn(state, potential, **step_kw)
             done = i
             stop = alarm is not None and alarm.handle(state, potential, i, i * dt)

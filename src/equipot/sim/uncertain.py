@@ -39,12 +39,14 @@ class UncertainPotential(ModelPotential):
         dtype: str | torch.dtype | None = None,
         device: str | torch.device = "cpu",
         skin: float = 1.0,
+        efield=None,
     ):
         """``models``: a model, a model / committee file, or a list of members (with the
-        committee's calibration ``committee_uncertainty``)."""
+        committee's calibration ``committee_uncertainty``); ``efield`` as for
+        :class:`~equipot.sim.potentials.ModelPotential`."""
         members, committee_uq = resolve_models(models)
         committee_uq = committee_uncertainty or committee_uq
-        super().__init__(members[0], dtype=dtype, device=device, skin=skin)
+        super().__init__(members[0], dtype=dtype, device=device, skin=skin, efield=efield)
         self.members = [self.model] + [frozen_copy(m, self.dtype, self.device) for m in members[1:]]
         self.predictor = UncertainPredictor(self.members, committee_uq)
         self.last: UncertainPrediction | None = None

@@ -78,6 +78,9 @@ class ModelOptions(_Section):
     readout_hidden: int = 16
     parity: bool = True
     repulsion: Repulsion | None = Field(default_factory=Repulsion)  # null: no ZBL term
+    heads: dict[str, dict | str | None] = Field(
+        default_factory=dict, description="tensor heads (equipot.model.heads.config)"
+    )
     e0: dict[str, float] | None = None
     scale: float | None = None
     shift: float | None = None
@@ -103,6 +106,11 @@ class LossConfig(_Section):
     # fairness across config types (train/group_balance.py): none | inverse_frequency | dro
     group_balance: Literal["none", "inverse_frequency", "dro"] = "none"
     dro_step: float = Field(0.01, gt=0.0, description="group-DRO step size η")
+    label_weights: dict[str, float] = Field(
+        default_factory=dict,
+        description="tensor labels (train/labels.py): head name → weight (default 1); "
+        "'bec' trains ∂μ/∂r of a dipole head (default 0)",
+    )
 
     @field_validator("element_weights")
     @classmethod

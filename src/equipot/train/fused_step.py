@@ -34,18 +34,28 @@ def loss_and_gradients(
     norm: Normalisation,
     *,
     stress: bool,
+    born_charges: bool = False,
     fused: bool | None = None,
 ) -> tuple[float, Prediction]:
     """Accumulate dL/dθ of this batch into the parameters' ``.grad``; return L and the
     (detached) prediction. ``fused=None`` uses the engine wherever it applies."""
-    if fused is None:  # fine-tuning models (replay heads, frozen groups) take autograd
-        fused = (
+    if fused is None:  # fine-tuning models (replay heads, frozen groups), tensor heads and
+        fused = (  # their labels take autograd
             type(model) is TrainingModel
+            and model.net.heads is None
+            and not born_charges
             and all(p.requires_grad for p in model.parameters())
             and second_order_available(model.net, batch.graph.dtype)
         )
     if not fused:
-        pred = predict(model, batch.graph, forces=True, stress=stress, create_graph=True)
+        pred = predict(
+            model,
+            batch.graph,
+            forces=True,
+            stress=stress,
+            create_graph=True,
+            born_charges=born_charges,
+        )
         total = sum(loss_terms(pred, batch, loss, norm).values())
         total.backward()
         return float(total.detach()), _detached(pred)
@@ -142,5 +152,10 @@ def _detached(pred: Prediction) -> Prediction:
         return None if t is None else t.detach()
 
     return Prediction(
-        d(pred.energy), d(pred.atomic_energies), d(pred.forces), d(pred.virial), d(pred.stress)
+        d(pred.energy),
+        d(pred.atomic_energies),
+        d(pred.forces),
+        d(pred.virial),
+        d(pred.stress),
+        outputs={k: v.detach() for k, v in pred.outputs.items()},
     )

@@ -20,6 +20,7 @@ from equipot.data.splits import split_indices
 from equipot.data.statistics import check_dataset_elements, compute_statistics, elements_in
 from equipot.model.config import ModelConfig
 from equipot.train.config import TrainConfig, save_config
+from equipot.train.labels import check_present, head_scales, label_weights, with_labels
 
 
 @dataclass
@@ -55,6 +56,9 @@ def cache_dir(config: TrainConfig) -> Path:
 
 
 def _part(source: DataSource, config: TrainConfig, verbose: bool, indices=None) -> DataPart:
+    arch = config.check_model(config.model.elements or ["H"])
+    if arch.heads:  # tensor labels the heads train on
+        source = with_labels(source, arch, label_weights(arch, config.loss.label_weights))
     path = open_cache(source, config.model.r_max, cache_dir(config), verbose=verbose)
     if indices is None:
         indices = np.arange(num_frames(path))
@@ -120,6 +124,16 @@ def prepare(
             avg_num_neighbors=stats["avg_num_neighbors"],
             **config.model.architecture(),
         )
+        if model_config.heads:
+            weights = label_weights(model_config, config.loss.label_weights)
+            check_present(train_set, with_labels(d.train, model_config, weights), weights)
+            scales = head_scales(train_set, model_config, weights)
+            stats["head_scales"] = scales
+            heads = {
+                name: head.model_copy(update={"scale": scales.get(name, head.scale)})
+                for name, head in model_config.heads.items()
+            }
+            model_config = model_config.model_copy(update={"heads": heads})
     else:
         stats = {k: getattr(model_config, k) for k in ("e0", "scale", "shift", "avg_num_neighbors")}
     for part in (valid, test):

@@ -26,6 +26,7 @@ from equipot.train.finetune import build_training_model
 from equipot.train.group_balance import GroupBalancer
 from equipot.train.fused_step import loss_and_gradients
 from equipot.train.history import plot_learning_curve, write_csv
+from equipot.train.labels import derived_born_charges, initialise_heads, label_meta, label_weights
 from equipot.train.loss import LossFunction, LossWeights, Normalisation
 from equipot.train.metrics import ErrorAccumulator
 from equipot.train.model import TrainingModel
@@ -63,6 +64,12 @@ class Trainer:
         # The network learns E − Σ E0 (labels referenced in float64); E0 is put back in the
         # saved model files. Same function, but float32 training keeps sub-meV resolution.
         self.model = build_training_model(config, prepared)  # fine-tuning: from a base model
+        model_config = prepared.model_config
+        self.label_weights = label_weights(model_config, config.loss.label_weights)
+        self.born_charges = derived_born_charges(model_config, self.label_weights)
+        self.label_meta = label_meta(self.train_set, self.label_weights)
+        if config.finetune is None:  # a fine-tuned model keeps its base model's heads
+            initialise_heads(self.model, self.train_set, self.dtype)  # resume overwrites it
         lr_scale = config.finetune.lr_scale if config.finetune else {}
         self.optimizer = make_optimizer(self.model, config.optim, lr_scale)
         self.schedule = LRSchedule(config.optim)
@@ -85,7 +92,9 @@ class Trainer:
     # ------------------------------------------------------------------ state
     def _stage_weights(self, stage: int) -> LossWeights:
         src = self.config.optim.stage_two if stage == 2 else self.config.loss
-        return LossWeights(src.energy_weight, src.forces_weight, src.stress_weight)
+        return LossWeights(
+            src.energy_weight, src.forces_weight, src.stress_weight, self.label_weights
+        )
 
     def state_dict(self) -> dict:
         s = self.state
@@ -170,14 +179,17 @@ class Trainer:
             disable=not (progress_bar and comm.is_main),
             dynamic_ncols=True,
         )
-        acc, loss_sum = ErrorAccumulator(per_element=False), 0.0
+        acc, loss_sum = ErrorAccumulator(per_element=False, labels=self.label_weights), 0.0
         params = list(self.model.parameters())
         start = time.perf_counter() - s.elapsed
         for k, positions in enumerate(batches):
             epoch_f = s.epoch + k / len(batches)
             lr = self.schedule.apply(self.optimizer, self.progress(epoch_f), epoch_f)
             norm = Normalisation.of(
-                self.n_atoms[positions], self.has_forces[positions], self.has_stress[positions]
+                self.n_atoms[positions],
+                self.has_forces[positions],
+                self.has_stress[positions],
+                {n: (has[positions], *rest) for n, (has, *rest) in self.label_meta.items()},
             )
             self.optimizer.zero_grad(set_to_none=False)
             mine = positions[comm.rank :: comm.world_size]
@@ -186,7 +198,12 @@ class Trainer:
                 batch = self.train_set.batch(mine, self.dtype, self.reference)
                 want_stress = bool(self.loss.weights.stress) and bool(batch.has_stress.any())
                 loss_value, pred = loss_and_gradients(
-                    self.model, batch, self.loss, norm, stress=want_stress
+                    self.model,
+                    batch,
+                    self.loss,
+                    norm,
+                    stress=want_stress,
+                    born_charges=self.born_charges,
                 )
                 acc.update(pred, batch)
             if self.groups is not None:  # group DRO: reweight groups for the next step
@@ -248,6 +265,7 @@ class Trainer:
             energy_reference=self.reference,
             comm=self.comm,
             loss=self.loss,
+            born_charges=self.born_charges,
         )
         valid_loss = valid.loss_sum
         metrics = valid.results()
@@ -256,14 +274,18 @@ class Trainer:
         spent = time.perf_counter() - started if self.comm.is_main else 0.0
         clock = torch.tensor([s.elapsed + spent], dtype=torch.float64)
         s.elapsed = float(self.comm.all_reduce_(clock)[0])
-        row = self._epoch_row | {
-            "time_s": s.elapsed,
-            "valid_loss": valid_loss,
-            "valid_energy_mae": metrics.get("energy_mae", math.nan),
-            "valid_energy_per_atom_mae": metrics.get("energy_per_atom_mae", math.nan),
-            "valid_forces_mae": metrics.get("forces_mae", math.nan),
-            "valid_stress_mae": metrics.get("stress_mae", math.nan),
-        }
+        row = (
+            self._epoch_row
+            | {
+                "time_s": s.elapsed,
+                "valid_loss": valid_loss,
+                "valid_energy_mae": metrics.get("energy_mae", math.nan),
+                "valid_energy_per_atom_mae": metrics.get("energy_per_atom_mae", math.nan),
+                "valid_forces_mae": metrics.get("forces_mae", math.nan),
+                "valid_stress_mae": metrics.get("stress_mae", math.nan),
+            }
+            | {f"valid_{n}_mae": metrics.get(f"{n}_mae", math.nan) for n in self.label_weights}
+        )
         s.history.append(row)
         improved = valid_loss < s.best_loss
         if improved:
