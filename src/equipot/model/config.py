@@ -5,6 +5,8 @@ from __future__ import annotations
 from ase.data import atomic_numbers as ASE_ATOMIC_NUMBERS
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from equipot.model.long_range import LongRangeConfig
+
 MODEL_SCHEMA_VERSION = 1
 
 
@@ -38,6 +40,9 @@ class ModelConfig(BaseModel):
     e0: dict[str, float] = Field(default_factory=dict, description="isolated-atom energies, eV")
     scale: float = 1.0
     shift: float = 0.0
+    long_range: LongRangeConfig | None = Field(
+        None, description="electrostatics with learned charges (equipot.model.long_range)"
+    )
 
     @field_validator("elements")
     @classmethod

@@ -19,6 +19,7 @@ from equipot.kernels import cpu_kernels
 from equipot.model.config import ModelConfig
 from equipot.model.inference import EngineSlot, engine_for
 from equipot.model.layers import InteractionLayer
+from equipot.model.long_range import LongRange
 from equipot.nn.constants import Constants, is_frozen
 from equipot.nn.edge_features import EdgeFeatures
 from equipot.nn.linear import init_weight
@@ -30,6 +31,7 @@ from equipot.nn.species import Species
 class ModelOutput:
     energy: Tensor  # (S,) eV per system
     atomic_energies: Tensor  # (N,) eV per atom
+    charges: Tensor | None = None  # (N,) e: the long-range term's charges (None: local model)
 
 
 class EnergyModel(nn.Module):
@@ -62,6 +64,9 @@ class EnergyModel(nn.Module):
                 readout_hidden=c.readout_hidden if t == c.num_layers - 1 else None,
             )
             for t in range(c.num_layers)
+        )
+        self.long_range = (  # E += electrostatics of charges from the final features
+            LongRange(c.long_range, c.channels, n_el, c.r_max) if c.long_range else None
         )
         self.engine_slot = EngineSlot()  # C++ inference engine, built on first use
 
@@ -149,6 +154,7 @@ class EnergyModel(nn.Module):
         positions = graph.positions
         if not (
             self.fused_inference
+            and self.long_range is None
             and positions.device.type == "cpu"
             and positions.dtype == self.dtype
             and positions.dtype in (torch.float32, torch.float64)
@@ -185,4 +191,10 @@ class EnergyModel(nn.Module):
             + c.scale * interaction
             + c.shift * coordination
         )
-        return ModelOutput(energy=self._system_energy(graph, atomic), atomic_energies=atomic)
+        charges = None
+        if self.long_range is not None:
+            long_range = self.long_range(graph, h[:, 0], species.index)
+            atomic, charges = atomic + long_range.atomic_energies, long_range.charges
+        return ModelOutput(
+            energy=self._system_energy(graph, atomic), atomic_energies=atomic, charges=charges
+        )

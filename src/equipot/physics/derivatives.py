@@ -34,6 +34,7 @@ class Prediction:
     forces: Tensor | None = None  # (N, 3) eV/Å
     virial: Tensor | None = None  # (S, 3, 3) eV
     stress: Tensor | None = None  # (S, 3, 3) eV/Å³, NaN for systems that are not 3D periodic
+    charges: Tensor | None = None  # (N,) e, models with long-range electrostatics
 
 
 def predict(
@@ -66,7 +67,11 @@ def predict(
         positions = torch.einsum("ni,nij->nj", positions, deformation[graph.batch])
         cell = cell @ deformation
     out = model(graph.replace(positions=positions, cell=cell))
-    result = Prediction(energy=out.energy, atomic_energies=out.atomic_energies)
+    result = Prediction(
+        energy=out.energy,
+        atomic_energies=out.atomic_energies,
+        charges=getattr(out, "charges", None),
+    )
     if not inputs:
         return result
     grads = torch.autograd.grad(

@@ -74,7 +74,7 @@ class TrainingModel(nn.Module):
         if self.shift_delta is not None:
             atomic = atomic + self.shift_delta * self.coordination(graph)
         energy = torch.zeros_like(out.energy).index_add(0, graph.batch, atomic)
-        return ModelOutput(energy=energy, atomic_energies=atomic)
+        return ModelOutput(energy=energy, atomic_energies=atomic, charges=out.charges)
 
     def export(self, dtype: torch.dtype | None = None) -> EnergyModel:
         """The complete model (E0 + δ in its config) with this network's weights."""
