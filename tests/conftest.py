@@ -7,6 +7,7 @@ import pytest
 from ase import Atoms
 
 import equipot
+from equipot.kernels import cpu_kernels
 
 ELEMENTS = ["H", "C", "O", "Cu"]
 
@@ -95,3 +96,13 @@ def evaluate(model, atoms: Atoms, dtype: str = "float64", stress: bool = False):
     props = ["energy", "forces"] + (["stress"] if stress else [])
     atoms.calc.calculate(atoms, props)
     return atoms.calc.results
+
+
+@pytest.fixture(scope="session")
+def kernels():
+    """The compiled C++ kernels; tests that need them skip when they cannot be built, except
+    under ``EQUIPOT_REQUIRE_KERNELS=1`` (CI), where ``cpu_kernels()`` raises: a failure."""
+    module = cpu_kernels()
+    if module is None:
+        pytest.skip("C++ kernels could not be built (EQUIPOT_REQUIRE_KERNELS=1 fails instead)")
+    return module

@@ -9,11 +9,10 @@ import torch
 
 from equipot.calculator import atoms_to_graph, frozen_copy
 from equipot.graph import batch_graphs
-from equipot.kernels import cpu_kernels
 from equipot.physics.derivatives import predict
 from tests.conftest import random_cluster, random_crystal, small_model
 
-pytestmark = pytest.mark.skipif(cpu_kernels() is None, reason="kernels could not be built")
+pytestmark = pytest.mark.usefixtures("kernels")
 
 
 def _pair(model, dtype=torch.float64, table: int = 0):

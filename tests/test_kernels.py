@@ -5,13 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from equipot.kernels import cpu_kernels
 from equipot.nn.neighborhood import pad_neighbors
 from equipot.nn.product_basis import SymmetricContraction
 from equipot.nn.species import Species
 from equipot.nn.tensor_product import EdgeTensorProduct
 
-pytestmark = pytest.mark.skipif(cpu_kernels() is None, reason="kernels could not be built")
+pytestmark = pytest.mark.usefixtures("kernels")
 GEN = torch.Generator().manual_seed(0)
 
 

@@ -2,12 +2,13 @@
 
 :func:`cpu_kernels` returns the compiled module, or ``None`` when kernels are disabled
 (``EQUIPOT_KERNELS=0``), not applicable (tensors not on the CPU) or cannot be built — callers
-then use the PyTorch reference implementation, which gives the same numbers.
+then use the PyTorch reference implementation, which gives the same numbers, and a warning
+says so. With ``EQUIPOT_REQUIRE_KERNELS=1`` (set by CI) a build failure raises instead.
+Build cache key, lock and strict mode: :mod:`equipot.kernels.build`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import platform
 import warnings
@@ -16,23 +17,12 @@ from types import ModuleType
 
 import torch
 
+from equipot.kernels.build import KernelsUnavailable, load_extension, require_kernels
+
 _HERE = Path(__file__).parent
 _SOURCES = [_HERE / "cpu_kernels.cpp", _HERE / "inference.cpp"]
 _HEADERS = [_HERE / "tp_sc.h"]
-_state: dict[str, ModuleType | None] = {}
-
-
-def _cpu_tag() -> str:
-    """Kernels are built with -march=native: key the build by machine and CPU features."""
-    flags = ""
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = next((line for line in f if line.startswith("flags")), "")
-    except OSError:
-        pass
-    code = "".join(p.read_text() for p in _SOURCES + _HEADERS)
-    digest = hashlib.sha1((platform.machine() + flags + code).encode())
-    return digest.hexdigest()[:12]
+_state: dict[str, ModuleType | Exception | None] = {}
 
 
 def _put_ninja_on_path() -> None:
@@ -51,36 +41,44 @@ def kernels_enabled() -> bool:
     return os.environ.get("EQUIPOT_KERNELS", "1") != "0"
 
 
+def build_flags() -> tuple[list[str], list[str]]:
+    """(compiler flags, linker flags) of the kernel build."""
+    flags = ["-O3", "-fopenmp"]
+    if platform.machine() in ("x86_64", "AMD64"):
+        flags.append("-march=native")
+    return flags, ["-fopenmp"]
+
+
 def cpu_kernels() -> ModuleType | None:
     """The compiled kernel module (built once per machine), or None if unavailable."""
     if not kernels_enabled():
+        if require_kernels():
+            raise KernelsUnavailable(
+                "EQUIPOT_REQUIRE_KERNELS=1 but EQUIPOT_KERNELS=0 switches the kernels off"
+            )
         return None
-    if "module" in _state:
-        return _state["module"]
-    module = None
-    try:
-        from torch.utils.cpp_extension import load
-
-        _put_ninja_on_path()
-
-        flags = ["-O3", "-fopenmp"]
-        if platform.machine() in ("x86_64", "AMD64"):
-            flags.append("-march=native")
-        module = load(
-            name=f"equipot_cpu_{_cpu_tag()}",
-            sources=[str(p) for p in _SOURCES],
-            extra_cflags=flags,
-            extra_ldflags=["-fopenmp"],
-            verbose=False,
-        )
-    except Exception as exc:  # no compiler, no ninja, unsupported platform, ...
-        warnings.warn(
-            f"equipot: fused CPU kernels unavailable ({type(exc).__name__}: {exc}); "
-            "using the (slower) PyTorch implementation",
-            RuntimeWarning,
-            stacklevel=2,
-        )
-    _state["module"] = module
+    if "module" not in _state:
+        try:
+            _put_ninja_on_path()
+            cflags, ldflags = build_flags()
+            _state["module"] = load_extension("equipot_cpu", _SOURCES, _HEADERS, cflags, ldflags)
+        except Exception as exc:  # no compiler, no ninja, unsupported platform, lock timeout
+            _state["module"] = exc
+            if not require_kernels():
+                warnings.warn(
+                    f"equipot: fused CPU kernels unavailable ({type(exc).__name__}: {exc}); "
+                    "using the (slower) PyTorch implementation",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+    module = _state["module"]
+    if isinstance(module, Exception):
+        if require_kernels():
+            raise KernelsUnavailable(
+                f"EQUIPOT_REQUIRE_KERNELS=1 and the fused CPU kernels are unavailable "
+                f"({type(module).__name__}: {module})"
+            ) from module
+        return None
     return module
 
 
