@@ -163,3 +163,35 @@ def test_model_file_round_trip(lr_model, tmp_path):
     assert loaded.config.long_range == lr_model.config.long_range
     atoms = random_cluster(6, seed=11)
     assert energy(loaded, atoms) == energy(lr_model, atoms)
+
+
+@pytest.mark.parametrize("variant", ["latent-pme", "qeq"])
+def test_total_charge_is_an_input(variant):
+    lr_model = small_model(seed=3, long_range=VARIANTS[variant])
+    graphs = [graph_of(random_cluster(6, seed=1), lr_model), graph_of(random_crystal(5), lr_model)]
+    batch = batch_graphs(graphs)
+    charged = batch.replace(charge=torch.tensor([-1.0, 2.0], dtype=torch.float64))
+    neutral, ionic = predict(lr_model, batch), predict(lr_model, charged)
+    assert float(ionic.charges[:6].sum()) == pytest.approx(-1.0, abs=1e-12)
+    assert float(ionic.charges[6:].sum()) == pytest.approx(2.0, abs=1e-12)
+    assert abs(float(ionic.energy[0] - neutral.energy[0])) > 1e-6
+
+
+def test_calculator_charges_and_dipole(tmp_path):
+    from ase.io import read, write
+
+    lr_model = small_model(seed=3, long_range=VARIANTS["qeq"])
+    atoms = random_cluster(6, seed=2)
+    atoms.info["charge"] = 1.0
+    write(tmp_path / "ion.xyz", atoms, format="extxyz")
+    atoms = read(tmp_path / "ion.xyz")  # the total charge survives extended XYZ
+    atoms.calc = equipot.EquipotCalculator(lr_model)
+    charges = atoms.get_charges()
+    assert charges.sum() == pytest.approx(1.0, abs=1e-12)
+    np.testing.assert_allclose(atoms.get_dipole_moment(), charges @ atoms.positions, atol=1e-12)
+    atoms.calc = equipot.EquipotCalculator(lr_model, charge=0.0)  # an explicit charge wins
+    assert atoms.get_charges().sum() == pytest.approx(0.0, abs=1e-12)
+    crystal = random_crystal(5)
+    crystal.calc = equipot.EquipotCalculator(lr_model)
+    assert crystal.get_stress().shape == (6,)
+    assert "dipole" not in crystal.calc.results  # not defined for a periodic cell

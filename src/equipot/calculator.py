@@ -15,6 +15,7 @@ from equipot.geometry.neighbors import neighbor_list
 from equipot.graph import AtomicGraph
 from equipot.model.builder import resolve_dtype
 from equipot.model.energy_model import EnergyModel
+from equipot.model.long_range import dipole_moment
 from equipot.physics.derivatives import predict
 from equipot.runtime import tune_allocator
 
@@ -56,19 +57,32 @@ class EquipotCalculator(Calculator):
     """ASE calculator for an equipot model (a model object or a path to a model file).
 
     Properties: energy, free_energy, forces, energies (per atom) and, for 3D-periodic
-    structures, stress (Voigt order, eV/Å³, ASE's sign convention).
+    structures, stress (Voigt order, eV/Å³, ASE's sign convention). Models with long-range
+    electrostatics add ``charges`` (e) and, for open systems, ``dipole`` = Σ q_i r_i (e·Å);
+    the total charge is ``charge`` if given, else ``atoms.info["charge"]`` (or
+    ``"total_charge"``), else the sum of the initial charges (0 by default).
     """
 
-    implemented_properties = ("energy", "free_energy", "forces", "energies", "stress")
+    implemented_properties = (
+        "energy",
+        "free_energy",
+        "forces",
+        "energies",
+        "stress",
+        "charges",
+        "dipole",
+    )
 
     def __init__(
         self,
         model: EnergyModel | str | Path,
         dtype: str | torch.dtype = "float64",
         device: str | torch.device = "cpu",
+        charge: float | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        self.charge = charge
         tune_allocator()
         if isinstance(model, (str, Path)):
             from equipot.model.io import load_model
@@ -98,6 +112,10 @@ class EquipotCalculator(Calculator):
         super().calculate(atoms, properties, system_changes)
         atoms = self.atoms
         graph = atoms_to_graph(atoms, self.cutoff, self.dtype, self.device)
+        if self.model.long_range is not None:
+            graph = graph.replace(
+                charge=graph.positions.new_tensor([total_charge(atoms, self.charge)])
+            )
         want_stress = "stress" in properties and bool(atoms.pbc.all())
         if "stress" in properties and not want_stress:
             raise ValueError("stress is only defined for structures periodic in all 3 directions")
@@ -113,3 +131,19 @@ class EquipotCalculator(Calculator):
         if want_stress:
             s = pred.stress[0].detach().cpu().numpy().astype(np.float64)
             self.results["stress"] = s[[0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]]
+        if pred.charges is not None:
+            charges = pred.charges.detach()
+            self.results["charges"] = charges.cpu().numpy().astype(np.float64)
+            if not atoms.pbc.any():
+                dipole = dipole_moment(graph, charges)[0]
+                self.results["dipole"] = dipole.cpu().numpy().astype(np.float64)
+
+
+def total_charge(atoms: Atoms, charge: float | None = None) -> float:
+    """The total charge of ``atoms`` in e (see :class:`EquipotCalculator`)."""
+    if charge is not None:
+        return float(charge)
+    for key in ("charge", "total_charge"):
+        if key in atoms.info:
+            return float(atoms.info[key])
+    return float(atoms.get_initial_charges().sum())

@@ -129,6 +129,7 @@ class GraphDataset:
             n_atoms=t(n_atoms, torch.int64),
             n_edges=t(n_edges, torch.int64),
             cutoff=self.cutoff,
+            charge=t(a["charge"]) if "charge" in a else None,
         )
         return Batch(
             graph=graph,

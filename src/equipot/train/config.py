@@ -21,6 +21,7 @@ from pydantic import (
 
 from equipot.data.readers import DataSource
 from equipot.model.config import ModelConfig
+from equipot.model.long_range import LongRangeConfig
 
 TRAIN_SCHEMA_VERSION = 1
 
@@ -75,6 +76,7 @@ class ModelOptions(_Section):
     envelope_exponent: int = 6
     readout_hidden: int = 16
     parity: bool = True
+    long_range: LongRangeConfig | None = None  # electrostatics (equipot.model.long_range)
     e0: dict[str, float] | None = None
     scale: float | None = None
     shift: float | None = None
