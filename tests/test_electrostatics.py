@@ -160,11 +160,32 @@ def test_kernel_limits():
             assert float(long_range[0]) == pytest.approx(kernel.self_value(eta), rel=1e-6)
 
 
+@pytest.mark.parametrize("method", ["ewald", "pme"])
+def test_polar_slab_independent_of_the_vacuum(method):
+    """The slab correction removes the images' dipole interaction: the energy of a polar
+    slab no longer depends on the vacuum (a 3D sum without it converges as 1/L)."""
+    positions = [[0, 0, 0], [2.0, 2.0, 1.5], [2, 0, 0.3], [0, 2, 1.2]]
+    charges = [1.0, -1.0, -0.5, 0.5]
+    energies, uncorrected = [], []
+    for height in (20.0, 40.0, 80.0):
+        slab = Atoms("Na2Cl2", positions=positions, cell=[4, 4, height], pbc=(True, True, False))
+        options = {"method": method, "accuracy": 1e-10, "order": 8}
+        energies.append(float(coulomb_energy(slab, charges, **options)))
+        slab.pbc = True
+        uncorrected.append(float(coulomb_energy(slab, charges, **options)))
+    assert np.ptp(energies) < 1e-9 * abs(energies[0])
+    assert abs(uncorrected[0] - energies[0]) > 1e-2  # the correction matters
+
+
 def test_bad_input_is_named():
-    slab = bulk("NaCl", "rocksalt", a=5.64, cubic=True)
-    slab.pbc = (True, True, False)
-    with pytest.raises(ValueError, match="periodic along some directions"):
-        coulomb_energy(slab, ionic_charges(slab))
+    wire = bulk("NaCl", "rocksalt", a=5.64, cubic=True)
+    wire.pbc = (True, False, False)
+    with pytest.raises(ValueError, match="one direction only"):
+        coulomb_energy(wire, ionic_charges(wire))
+    sheared = bulk("NaCl", "rocksalt", a=5.64)  # fcc primitive cell: c not ⟂ (a, b)
+    sheared.pbc = (True, True, False)
+    with pytest.raises(ValueError, match="not perpendicular"):
+        coulomb_energy(sheared, ionic_charges(sheared))
     crystal = bulk("NaCl", "rocksalt", a=5.64, cubic=True)
     with pytest.raises(ValueError, match=r"shape \(8,\)"):
         coulomb_energy(crystal, [1.0, -1.0])

@@ -7,7 +7,7 @@ E_i = ½ k_e q_i φ_i:
 
 * ``direct``: all pairs, for open boundaries (molecules, clusters);
 * ``ewald``: real-space pairs within the cutoff + reciprocal sum (torch-pme) + self and
-  background terms, for 3D-periodic cells of any shape;
+  background terms, for 3D-periodic cells of any shape (and slabs);
 * ``pme``: the same with the reciprocal sum on a mesh (smooth PME, O(N log N));
 * ``auto``: ``ewald`` for small periodic systems, ``pme`` above :data:`PME_ABOVE_ATOMS` atoms.
 
@@ -17,8 +17,9 @@ within a batch) are always summed directly.
 The splitting η and the cutoffs follow from ``accuracy`` (relative size of the neglected
 terms, e^{−x²}): real-space cutoff r_c = √2 η x, reciprocal cutoff k_c = √2 x / η. With
 Gaussian charges and no ``cutoff`` the split is η = s and there are no real-space terms at
-all. Systems periodic along one or two directions only are refused (use a 3D cell with
-vacuum). Everything is differentiable: forces, stress and Hessians come from autograd (see
+all. Slabs (two periodic directions) are summed as 3D cells with their vacuum plus the
+slab-dipole correction (:mod:`~.slab`); one periodic direction is refused. Everything is
+differentiable: forces, stress and Hessians come from autograd (see
 :func:`coulomb_energy`).
 """
 
@@ -40,6 +41,7 @@ from equipot.electrostatics.realspace import (
     periodic_pairs,
     short_range_potential,
 )
+from equipot.electrostatics.slab import open_axis, slab_potential
 
 if TYPE_CHECKING:
     from ase import Atoms
@@ -110,18 +112,20 @@ def coulomb_potentials(
     for s, n in enumerate(n_atoms):
         where = slice(start, start + n)
         start += n
-        periodic = bool(pbc[s].all())
-        if not periodic and bool(pbc[s].any()):
+        periodic_directions = int(pbc[s].sum())
+        if periodic_directions == 1:
             raise ValueError(
-                f"system {s} is periodic along some directions only ({pbc[s].tolist()}): "
-                "electrostatics needs a fully periodic or a fully open system (put a slab "
-                "in a 3D cell with vacuum)"
+                f"system {s} is periodic along one direction only ({pbc[s].tolist()}): "
+                "electrostatics handles open systems, slabs and 3D-periodic cells"
             )
-        method = _method(options.method, periodic, n, s)
+        method = _method(options.method, periodic_directions > 0, n, s)
         if method == "direct":
             parts.append(direct_potential(positions[where], charges[where], kernel))
             continue
         phi = _reciprocal(positions[where], charges[where], cell[s], method, options)
+        if periodic_directions == 2 and not options.kappa:
+            axis = open_axis(pbc[s], cell[s], s)
+            phi = phi + slab_potential(positions[where], charges[where], cell[s], axis)
         if cutoff > 0 and pairs is None:
             i, j, distances = periodic_pairs(positions[where], cell[s], cutoff)
             phi = phi + short_range_potential(charges[where], i, j, distances, kernel, eta, cutoff)
@@ -130,7 +134,7 @@ def coulomb_potentials(
     if cutoff > 0 and pairs is not None:
         i, j, distances = pairs
         sizes = torch.as_tensor(n_atoms, device=positions.device)
-        periodic_atom = torch.repeat_interleave(pbc.all(dim=1), sizes)
+        periodic_atom = torch.repeat_interleave(pbc.sum(dim=1) >= 2, sizes)
         keep = periodic_atom[i]
         phi = phi + short_range_potential(
             charges, i[keep], j[keep], distances[keep], kernel, eta, cutoff
