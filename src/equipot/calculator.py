@@ -54,7 +54,8 @@ def atoms_to_graph(
 
 
 class EquipotCalculator(Calculator):
-    """ASE calculator for an equipot model (a model object or a path to a model file).
+    """ASE calculator for an equipot model (a model object or a path to a model file;
+    ``head`` selects a head of a multi-head file, see :mod:`equipot.transfer.heads`).
 
     Properties: energy, free_energy, forces, energies (per atom) and, for 3D-periodic
     structures, stress (Voigt order, eV/Å³, ASE's sign convention). Models with long-range
@@ -78,6 +79,7 @@ class EquipotCalculator(Calculator):
         model: EnergyModel | str | Path,
         dtype: str | torch.dtype = "float64",
         device: str | torch.device = "cpu",
+        head: str | None = None,
         charge: float | None = None,
         **kwargs,
     ):
@@ -87,7 +89,9 @@ class EquipotCalculator(Calculator):
         if isinstance(model, (str, Path)):
             from equipot.model.io import load_model
 
-            model = load_model(model)
+            model = load_model(model, head=head)
+        elif head is not None:
+            raise ValueError("head selects a head of a model file: pass a path, not a model")
         self.dtype = resolve_dtype(dtype)
         self.device = torch.device(device)
         self.model = frozen_copy(model, self.dtype, self.device)

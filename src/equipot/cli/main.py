@@ -18,10 +18,14 @@ SUBCOMMANDS: dict[str, str] = {
     "md": "md",
     "relax": "relax",
     "neb": "neb",
+    "scan": "scan",
     # training
     "train": "train",
     "evaluate": "evaluate",
     "demo": "demo",
+    # transfer
+    "label": "label",
+    "hull": "hull",
 }
 
 

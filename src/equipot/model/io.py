@@ -13,15 +13,28 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from equipot.model.config import MODEL_SCHEMA_VERSION, ModelConfig
+from equipot.model.config import MODEL_SCHEMA_VERSION
 from equipot.model.energy_model import EnergyModel
 from equipot.version import __version__
 
 FORMAT_TAG = "equipot-model"
 
 
-def save_model(model: EnergyModel, path: str | Path, extra: dict | None = None) -> Path:
-    """Write ``model`` to ``path`` (weights in the model's dtype, config as JSON)."""
+def save_model(
+    model: EnergyModel,
+    path: str | Path,
+    extra: dict | None = None,
+    *,
+    heads: dict[str, EnergyModel] | None = None,
+    head_name: str | None = None,
+) -> Path:
+    """Write ``model`` to ``path`` (weights in the model's dtype, config as JSON).
+
+    ``heads``: further heads sharing ``model``'s backbone (:mod:`equipot.transfer.heads`);
+    ``head_name`` names ``model``'s own head.
+    """
+    from equipot.transfer.heads import DEFAULT_HEAD, head_metadata
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     metadata = {
@@ -33,6 +46,10 @@ def save_model(model: EnergyModel, path: str | Path, extra: dict | None = None) 
         "extra": json.dumps(extra or {}),
     }
     tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    if heads or head_name:
+        more, head_tensors = head_metadata(head_name or DEFAULT_HEAD, heads or {})
+        metadata.update(more)
+        tensors.update(head_tensors)
     tmp = path.with_name(path.name + ".tmp")
     save_file(tensors, str(tmp), metadata=metadata)
     tmp.replace(path)  # atomic: an interrupted save never leaves a truncated model file
@@ -68,12 +85,16 @@ def read_model_metadata(path: str | Path) -> dict:
     return metadata
 
 
-def load_model(path: str | Path, *, dtype: torch.dtype | None = None) -> EnergyModel:
-    """Load a model file written by :func:`save_model` (optionally cast to ``dtype``)."""
+def load_model(
+    path: str | Path, *, dtype: torch.dtype | None = None, head: str | None = None
+) -> EnergyModel:
+    """Load a model file written by :func:`save_model` (optionally cast to ``dtype``);
+    ``head`` selects a head of a multi-head file (default: its default head)."""
+    from equipot.transfer.heads import select_head
+
     metadata = read_model_metadata(path)
-    config = ModelConfig.model_validate_json(metadata["config"])
+    config, state = select_head(Path(path), metadata, load_file(str(path)), head)
     model = EnergyModel(config)
-    state = load_file(str(path))
     missing, unexpected = set(model.state_dict()) - set(state), set(state) - set(model.state_dict())
     if missing or unexpected:
         raise ValueError(

@@ -20,8 +20,9 @@ from pydantic import (
 )
 
 from equipot.data.readers import DataSource
-from equipot.model.config import ModelConfig
+from equipot.model.config import ModelConfig, Repulsion
 from equipot.model.long_range import LongRangeConfig
+from equipot.train.finetune import FinetuneConfig
 
 TRAIN_SCHEMA_VERSION = 1
 
@@ -77,6 +78,7 @@ class ModelOptions(_Section):
     readout_hidden: int = 16
     parity: bool = True
     long_range: LongRangeConfig | None = None  # electrostatics (equipot.model.long_range)
+    repulsion: Repulsion | None = Field(default_factory=Repulsion)  # null: no ZBL term
     e0: dict[str, float] | None = None
     scale: float | None = None
     shift: float | None = None
@@ -99,6 +101,9 @@ class LossConfig(_Section):
     huber_delta: float = Field(0.01, gt=0.0, description="eV/atom, eV/Å, eV/Å³")
     config_type_weights: dict[str, float] = Field(default_factory=dict)
     element_weights: dict[str, float] = Field(default_factory=dict)
+    # fairness across config types (train/group_balance.py): none | inverse_frequency | dro
+    group_balance: Literal["none", "inverse_frequency", "dro"] = "none"
+    dro_step: float = Field(0.01, gt=0.0, description="group-DRO step size η")
 
     @field_validator("element_weights")
     @classmethod
@@ -137,8 +142,14 @@ class OptimConfig(_Section):
     warmup_epochs: float = Field(0.0, ge=0.0)
     ema_decay: float | None = Field(0.99, gt=0.0, lt=1.0)
     grad_clip: float | None = Field(10.0, gt=0.0)
-    learn_e0: bool = Field(True, description="refine E0 per element (see train/model.py)")
-    learn_shift: bool = Field(True, description="refine the coordination shift (train/model.py)")
+    learn_e0: bool | Literal["auto"] = Field(
+        "auto",
+        description="refine E0 per element (train/model.py); auto: only least-squares E0, "
+        "never E0 given or taken from isolated atoms",
+    )
+    learn_shift: bool = Field(
+        False, description="refine a coordination-linear term (schema-1 behaviour; unbounded)"
+    )
     early_stop_patience: int | None = Field(None, ge=1, description="epochs without improvement")
     stage_two: StageTwo | None = None
 
@@ -159,6 +170,7 @@ class TrainConfig(_Section):
     loss: LossConfig = Field(default_factory=LossConfig)
     optim: OptimConfig = Field(default_factory=OptimConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
+    finetune: FinetuneConfig | None = None  # start from a trained model (train/finetune.py)
 
     @field_validator("schema_version")
     @classmethod

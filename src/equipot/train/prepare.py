@@ -40,6 +40,7 @@ class Prepared:
     test: DataPart | None
     model_config: ModelConfig  # with the statistics
     statistics: dict
+    finetune: object | None = None  # FinetunePlan of a fine-tuning run (train/finetune.py)
 
     def energy_reference(self) -> np.ndarray:
         """(119,) E0 per atomic number, subtracted from the labels during training."""

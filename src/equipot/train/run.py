@@ -23,6 +23,7 @@ import torch
 from equipot.model.config import ModelConfig
 from equipot.model.io import load_model
 from equipot.runtime import tune_allocator
+from equipot.train import finetune
 from equipot.train.checkpoint import load_checkpoint
 from equipot.train.config import TrainConfig
 from equipot.train.distributed import Comm, env_comm, launch
@@ -43,6 +44,8 @@ def train(
     config: TrainConfig, *, resume: bool = False, nproc: int = 1, verbose: bool = True
 ) -> TrainResult:
     """Train a model as ``config`` says; ``nproc`` > 1 spawns data-parallel processes."""
+    if config.finetune is not None:
+        config = finetune.resolve_config(config)
     run_dir = config.output.dir
     checkpoint = run_dir / "checkpoint.pt"
     model_config = None
@@ -54,6 +57,8 @@ def train(
             "it, or choose another output.dir"
         )
     prepared = prepare(config, model_config=model_config, verbose=verbose)
+    if config.finetune is not None:
+        prepared = finetune.attach(config, prepared, resumed=resume, verbose=verbose)
     comm = env_comm()
     if nproc > 1 and comm is None:
         launch(_worker, nproc, config, prepared, resume, verbose)

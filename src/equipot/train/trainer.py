@@ -22,6 +22,8 @@ from equipot.train import checkpoint as ckpt
 from equipot.train.config import TrainConfig
 from equipot.train.distributed import Comm, sync_gradients
 from equipot.train.evaluate import evaluate_dataset
+from equipot.train.finetune import build_training_model
+from equipot.train.group_balance import GroupBalancer
 from equipot.train.history import plot_learning_curve, write_csv
 from equipot.train.loss import LossFunction, LossWeights, Normalisation, loss_terms
 from equipot.train.metrics import ErrorAccumulator
@@ -59,14 +61,9 @@ class Trainer:
         self.reference = prepared.energy_reference()
         # The network learns E − Σ E0 (labels referenced in float64); E0 is put back in the
         # saved model files. Same function, but float32 training keeps sub-meV resolution.
-        self.model = TrainingModel(
-            prepared.model_config,
-            seed=config.seed,
-            dtype=self.dtype,
-            learn_e0=config.optim.learn_e0,
-            learn_shift=config.optim.learn_shift,
-        )
-        self.optimizer = make_optimizer(self.model, config.optim)
+        self.model = build_training_model(config, prepared)  # fine-tuning: from a base model
+        lr_scale = config.finetune.lr_scale if config.finetune else {}
+        self.optimizer = make_optimizer(self.model, config.optim, lr_scale)
         self.schedule = LRSchedule(config.optim)
         decay = config.optim.ema_decay
         self.ema = EMA(self.model, decay) if decay else None
@@ -80,6 +77,7 @@ class Trainer:
         )
         for dataset in (self.train_set, self.valid_set):
             dataset.set_config_type_weights(lc.config_type_weights)
+        self.groups = GroupBalancer.create(lc, self.train_set)  # group weights / group DRO
         self.run_dir = prepared.run_dir
         self._last_plot = -math.inf
 
@@ -107,6 +105,7 @@ class Trainer:
                 "stage": s.stage,
             },
             "history": s.history,
+            "groups": None if self.groups is None else self.groups.state_dict(),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -117,6 +116,8 @@ class Trainer:
             self.ema.load_state_dict(state["ema"])
         ckpt.set_rng_state(state["rng"])
         self.state = TrainState(**state["progress"], history=list(state["history"]))
+        if self.groups is not None and state.get("groups") is not None:
+            self.groups.load_state_dict(state["groups"])
         self.loss = self.loss.with_weights(self._stage_weights(self.state.stage))
 
     # ------------------------------------------------------------------ loop
@@ -190,6 +191,10 @@ class Trainer:
                 loss.backward()
                 loss_value = float(loss.detach())
                 acc.update(pred, batch)
+            if self.groups is not None:  # group DRO: reweight groups for the next step
+                self.groups.observe(
+                    *((pred, batch) if len(mine) else (None, None)), self.loss, comm
+                )
             elapsed = time.perf_counter() - start if comm.is_main else 0.0
             extra = torch.tensor([loss_value, elapsed], dtype=torch.float64)
             extra = sync_gradients(self.model, comm, extra)
