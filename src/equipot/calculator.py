@@ -16,6 +16,7 @@ from equipot.geometry.neighbors import neighbor_list
 from equipot.graph import AtomicGraph
 from equipot.model.builder import resolve_dtype
 from equipot.model.energy_model import EnergyModel
+from equipot.model.long_range import dipole_moment
 from equipot.physics.fields import response_properties, response_results
 from equipot.runtime import tune_allocator
 
@@ -60,8 +61,11 @@ class EquipotCalculator(Calculator):
 
     Properties: energy, free_energy, forces, energies (per atom) and, for 3D-periodic
     structures, stress (Voigt order, eV/Å³, ASE's sign convention); committees give the
-    member means. Models with tensor heads add ``dipole`` (e·Å), ``polarizability``
-    (e·Å²/V), ``born_effective_charges`` (N, 3, 3; e) and their other heads
+    member means. Models with long-range electrostatics add ``charges`` (e) and, for open
+    systems, ``dipole`` = Σ q_i r_i (e·Å); the total charge is ``charge`` if given, else
+    ``atoms.info["charge"]`` (or ``"total_charge"``), else the sum of the initial charges (0 by
+    default). Models with tensor heads add ``dipole`` (e·Å), ``polarizability`` (e·Å²/V),
+    ``born_effective_charges`` (N, 3, 3; e) and their other heads
     (:func:`equipot.physics.fields.response_properties`); ``efield`` (V/Å) applies a uniform
     field to energy, forces and those properties. Uncertainties, where the model or committee
     has what they need (:mod:`equipot.uq.estimate`): ``energy_std`` (eV), ``forces_std`` (N,)
@@ -79,13 +83,17 @@ class EquipotCalculator(Calculator):
         device: str | torch.device = "cpu",
         head: str | None = None,
         efield=None,
+        charge: float | None = None,
         *,
         last_layer_forces: bool = False,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        from equipot.model.io import load_model
         from equipot.uq.committee import resolve_models
         from equipot.uq.estimate import UncertainPredictor
+
+        self.charge = charge
 
         if head is not None:
             if not isinstance(model, (str, Path)):
@@ -106,6 +114,8 @@ class EquipotCalculator(Calculator):
         )
         self.response = response_properties(self.model)
         self.implemented_properties = (*self.implemented_properties, *self.response)
+        if self.model.long_range is not None:
+            self.implemented_properties += ("charges", "dipole")
         self.efield = None if efield is None else np.asarray(efield, dtype=np.float64).reshape(3)
         heads = self.model.heads
         if self.efield is not None and (heads is None or not heads.couples_to_field):
@@ -134,6 +144,10 @@ class EquipotCalculator(Calculator):
         graph = atoms_to_graph(atoms, self.cutoff, self.dtype, self.device)
         if self.efield is not None:
             graph = graph.replace(efield=graph.positions.new_tensor(self.efield[None]))
+        if self.model.long_range is not None:
+            graph = graph.replace(
+                charge=graph.positions.new_tensor([total_charge(atoms, self.charge)])
+            )
         want_stress = "stress" in properties and bool(atoms.pbc.all())
         if "stress" in properties and not want_stress:
             raise ValueError("stress is only defined for structures periodic in all 3 directions")
@@ -150,6 +164,11 @@ class EquipotCalculator(Calculator):
         if want_stress:
             self.results["stress"] = _voigt(pred.stress[0])
         self.results |= uncertainty_results(out, want_stress)
+        if pred.charges is not None:
+            charges = pred.charges.detach()
+            self.results["charges"] = _numpy(charges)
+            if not atoms.pbc.any():
+                self.results["dipole"] = _numpy(dipole_moment(graph, charges)[0])
         extra = [p for p in properties if p in self.response]
         if extra:
             with torch.enable_grad():
@@ -183,3 +202,13 @@ def uncertainty_results(out, stress: bool) -> dict:
         if stress:
             results["member_stress"] = _voigt(out.committee.stack("stress")[:, 0])
     return results
+
+
+def total_charge(atoms: Atoms, charge: float | None = None) -> float:
+    """The total charge of ``atoms`` in e (see :class:`EquipotCalculator`)."""
+    if charge is not None:
+        return float(charge)
+    for key in ("charge", "total_charge"):
+        if key in atoms.info:
+            return float(atoms.info[key])
+    return float(atoms.get_initial_charges().sum())

@@ -6,7 +6,7 @@ Layout: per-atom, per-edge and per-frame arrays concatenated over frames, with `
     numbers (A,) int16, positions (A, 3), forces (A, 3)       per atom
     edges (E, 2) int32 [i, j], shifts (E, 3) int16            per edge (sorted by i)
     cell (F, 3, 3), pbc (F, 3), energy (F,), stress (F, 3, 3),
-    has_forces (F,), has_stress (F,), weight (F,),
+    has_forces (F,), has_stress (F,), weight (F,), charge (F,) total charge in e,
     config_type (F,) int16 (index into the attribute ``config_types``)   per frame
     atom_label_<name> (A, 3^r) | frame_label_<name> (F, 3^r), has_label_<name> (F,)
                                            tensor labels (data/labels.py), where configured
@@ -44,6 +44,7 @@ PER_FRAME = {
     "has_stress": ((), np.bool_),
     "weight": ((), np.float64),
     "config_type": ((), np.int16),
+    "charge": ((), np.float64),
 }
 
 
@@ -156,6 +157,7 @@ def _append(buffers: dict, frame: Frame, i, j, shifts, config_type: int) -> None
     buffers["has_stress"].append(np.array([has_stress]))
     buffers["weight"].append(np.array([frame.weight]))
     buffers["config_type"].append(np.array([config_type]))
+    buffers["charge"].append(np.array([frame.charge]))
 
 
 def _append_labels(buffers: dict, frame: Frame, labels: dict) -> None:

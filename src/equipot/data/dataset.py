@@ -133,6 +133,7 @@ class GraphDataset:
             n_atoms=t(n_atoms, torch.int64),
             n_edges=t(n_edges, torch.int64),
             cutoff=self.cutoff,
+            charge=t(a["charge"]) if "charge" in a else None,
         )
         label_names = [k.split("_label_", 1)[1] for k in a if k.startswith("has_label_")]
         return Batch(

@@ -25,6 +25,7 @@ class Frame:
     weight: float = 1.0  # per-config weight in the loss
     virial: np.ndarray | None = None  # (3, 3) as read; readers turn it into stress = −W/V
     config_type: str = "Default"
+    charge: float = 0.0  # total charge, e
     # tensor labels (data/labels.py): name → (3^rank,) per structure or (N, 3^rank) per atom
     labels: dict[str, np.ndarray] = field(default_factory=dict)
 
@@ -81,6 +82,13 @@ def validate_frame(frame: Frame, where: str) -> Frame:
         )
     frame.weight = float(weight.reshape(-1)[0])
     frame.config_type = str(frame.config_type)
+    try:
+        charge = np.asarray(frame.charge, dtype=np.float64)
+    except (TypeError, ValueError):
+        charge = np.array([np.nan, np.nan])
+    if charge.size != 1 or not np.isfinite(charge).all():
+        raise ValueError(f"{where}: total charge must be one finite number, got {frame.charge!r}")
+    frame.charge = float(charge.reshape(-1)[0])
     return frame
 
 

@@ -47,6 +47,8 @@ class DataSource(BaseModel):
     virial_key: str = "virial"
     weight_key: str = "config_weight"
     config_type_key: str = "config_type"
+    # total charge of a structure (e), the first of these keys present; absent: neutral
+    charge_keys: list[str] = Field(default_factory=lambda: ["charge", "total_charge"])
     energy_unit: str | None = None
     length_unit: str = "Å"
     force_unit: str | None = None
@@ -148,6 +150,8 @@ def _atoms_to_frame(atoms, source: DataSource, where: str, extra: dict | None = 
     virial = None if stress is not None else _get(atoms, source.virial_key, where, False, extra)
     weight = _get(atoms, source.weight_key, where, False, extra)
     config_type = _get(atoms, source.config_type_key, where, False, extra)
+    charges = [_get(atoms, key, where, False, extra) for key in source.charge_keys]
+    charge = next((c for c in charges if c is not None), 0.0)
     return Frame(
         numbers=atoms.numbers,
         positions=atoms.positions,
@@ -159,6 +163,7 @@ def _atoms_to_frame(atoms, source: DataSource, where: str, extra: dict | None = 
         virial=virial,
         weight=1.0 if weight is None else weight,
         config_type="Default" if config_type is None else config_type,
+        charge=charge,
         labels=_labels(atoms, source, where, extra),
     )
 

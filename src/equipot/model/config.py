@@ -8,6 +8,7 @@ from ase.data import atomic_numbers as ASE_ATOMIC_NUMBERS
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from equipot.model.heads.config import HeadConfig, resolve_head
+from equipot.model.long_range import LongRangeConfig
 
 # 2: no coordination term by default (shift = 0), ZBL repulsion on by default. Files of
 # schema 1 load with their shift and without repulsion, so they give the same energies.
@@ -73,6 +74,9 @@ class ModelConfig(BaseModel):
     repulsion: Repulsion | None = Field(default_factory=Repulsion)
     heads: dict[str, HeadConfig] = Field(
         default_factory=dict, description="tensor output heads (equipot.model.heads)"
+    )
+    long_range: LongRangeConfig | None = Field(
+        None, description="electrostatics with learned charges (equipot.model.long_range)"
     )
 
     @model_validator(mode="before")

@@ -21,6 +21,7 @@ from equipot.model.heads.collection import Heads
 from equipot.model.heads.features import BackboneFeatures
 from equipot.model.inference import EngineSlot, engine_for
 from equipot.model.layers import InteractionLayer
+from equipot.model.long_range import LongRange
 from equipot.model.terms import TermInputs, build_terms
 from equipot.nn.constants import Constants, is_frozen
 from equipot.nn.edge_features import EdgeFeatures
@@ -36,6 +37,7 @@ class ModelOutput:
     atomic_energies: Tensor  # (N,) eV per atom
     features: Tensor | None = None  # (N, D) readout features, if asked for (see forward)
     outputs: dict[str, Tensor] = field(default_factory=dict)  # tensor heads (model.heads)
+    charges: Tensor | None = None  # (N,) e: the long-range term's charges (None: local model)
 
 
 class EnergyModel(nn.Module):
@@ -68,6 +70,9 @@ class EnergyModel(nn.Module):
                 readout_hidden=c.readout_hidden if t == c.num_layers - 1 else None,
             )
             for t in range(c.num_layers)
+        )
+        self.long_range = (  # E += electrostatics of charges from the final features
+            LongRange(c.long_range, c.channels, n_el, c.r_max) if c.long_range else None
         )
         self.terms = nn.ModuleDict(build_terms(c))  # repulsion, ...: model/terms/
         self.engine_slot = EngineSlot()  # C++ inference engine, built on first use
@@ -159,6 +164,7 @@ class EnergyModel(nn.Module):
         positions = graph.positions
         if not (
             self.fused_inference
+            and self.long_range is None
             and positions.device.type == "cpu"
             and positions.dtype == self.dtype
             and positions.dtype in (torch.float32, torch.float64)
@@ -211,6 +217,10 @@ class EnergyModel(nn.Module):
         energy is affine in the readout weights θ (:meth:`readout_weights`): last-layer
         uncertainty and latent distances (:mod:`equipot.uq`) are functions of these features."""
         atomic, backbone = self.local_energies(graph)
+        charges = None
+        if self.long_range is not None:  # charges from the last layer's scalars
+            long_range = self.long_range(graph, backbone.scalars, backbone.species.index)
+            atomic, charges = atomic + long_range.atomic_energies, long_range.charges
         outputs = {}
         if self.heads is not None:
             atomic, outputs = self.heads(graph, atomic, backbone, self.local_energies)
@@ -225,7 +235,9 @@ class EnergyModel(nn.Module):
                 ],
                 1,
             )
-        return ModelOutput(energy=energy, atomic_energies=atomic, features=feats, outputs=outputs)
+        return ModelOutput(
+            energy=energy, atomic_energies=atomic, features=feats, outputs=outputs, charges=charges
+        )
 
     def local_energies(self, graph: AtomicGraph) -> tuple[Tensor, BackboneFeatures]:
         """Atomic energies (N,) of the local model and the features heads read."""

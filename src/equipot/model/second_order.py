@@ -111,9 +111,11 @@ def build_second_order_engine(model: EnergyModel):
 
 
 def second_order_available(model: EnergyModel, dtype: torch.dtype) -> bool:
-    """The engine applies: CPU parameters of ``dtype`` (float32/64) and kernels built."""
+    """The engine applies: CPU parameters of ``dtype`` (float32/64), kernels built and no
+    long-range term (its charges and Coulomb sums run in PyTorch)."""
     return (
-        model.embedding.device.type == "cpu"
+        model.long_range is None
+        and model.embedding.device.type == "cpu"
         and model.dtype == dtype
         and dtype in (torch.float32, torch.float64)
         and cpu_kernels() is not None

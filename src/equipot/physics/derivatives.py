@@ -37,6 +37,7 @@ class Prediction:
     stress: Tensor | None = None  # (S, 3, 3) eV/Å³, NaN for systems that are not 3D periodic
     features: Tensor | None = None  # (N, D) readout features (EnergyModel.forward), if asked
     outputs: dict[str, Tensor] = field(default_factory=dict)  # tensor heads (model.heads)
+    charges: Tensor | None = None  # (N,) e, models with long-range electrostatics
 
 
 def predict(
@@ -64,7 +65,11 @@ def predict(
             return _from_edge_gradient(graph, out, vectors, edge_grad, forces, stress)
     strained, inputs, strain = differentiable_inputs(graph, forces or born_charges, stress)
     out = model(strained, **options)
-    result = Prediction(energy=out.energy, atomic_energies=out.atomic_energies)
+    result = Prediction(
+        energy=out.energy,
+        atomic_energies=out.atomic_energies,
+        charges=getattr(out, "charges", None),
+    )
     result.features = out.features if features else None
     result.outputs = dict(getattr(out, "outputs", {}))
     if born_charges:

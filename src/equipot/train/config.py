@@ -21,6 +21,7 @@ from pydantic import (
 
 from equipot.data.readers import DataSource
 from equipot.model.config import ModelConfig, Repulsion
+from equipot.model.long_range import LongRangeConfig
 from equipot.train.finetune import FinetuneConfig
 
 TRAIN_SCHEMA_VERSION = 1
@@ -77,6 +78,7 @@ class ModelOptions(_Section):
     envelope_exponent: int = 6
     readout_hidden: int = 16
     parity: bool = True
+    long_range: LongRangeConfig | None = None  # electrostatics (equipot.model.long_range)
     repulsion: Repulsion | None = Field(default_factory=Repulsion)  # null: no ZBL term
     heads: dict[str, dict | str | None] = Field(
         default_factory=dict, description="tensor heads (equipot.model.heads.config)"

@@ -89,7 +89,9 @@ class TrainingModel(nn.Module):
         if self.shift_delta is not None:
             atomic = atomic + self.shift_delta * self.coordination(graph)
         energy = torch.zeros_like(out.energy).index_add(0, graph.batch, atomic)
-        return ModelOutput(energy=energy, atomic_energies=atomic, outputs=out.outputs)
+        return ModelOutput(
+            energy=energy, atomic_energies=atomic, outputs=out.outputs, charges=out.charges
+        )
 
     def export(self, dtype: torch.dtype | None = None) -> EnergyModel:
         """The complete model (E0 + δ in its config) with this network's weights."""
