@@ -23,8 +23,8 @@ from equipot.train.config import TrainConfig
 from equipot.train.distributed import Comm, sync_gradients
 from equipot.train.evaluate import evaluate_dataset
 from equipot.train.finetune import build_training_model
-from equipot.train.group_balance import GroupBalancer
 from equipot.train.fused_step import loss_and_gradients
+from equipot.train.group_balance import GroupBalancer
 from equipot.train.history import plot_learning_curve, write_csv
 from equipot.train.labels import derived_born_charges, initialise_heads, label_meta, label_weights
 from equipot.train.loss import LossFunction, LossWeights, Normalisation
