@@ -50,6 +50,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--hessian-repeats", type=int, default=5)
     parser.add_argument("--refresh", type=int, default=10, help="Newton's hessian_refresh")
+    parser.add_argument(
+        "--hessian-only",
+        action="store_true",
+        help="only time the exact Hessian (at rMD17 frame 0; no relaxations)",
+    )
+    parser.add_argument("--channels", type=int, default=64, help="random model's channels")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.model:
@@ -61,7 +67,7 @@ def main() -> None:
             r_max=5.0,
             l_max=3,
             hidden_l_max=1,
-            channels=64,
+            channels=args.channels,
             num_layers=2,
             correlation=3,
         )
@@ -69,6 +75,10 @@ def main() -> None:
     pot = ModelPotential(model, dtype="float64")
     data = np.load(ASPIRIN)
     atoms = Atoms(data["nuclear_charges"], data["coords"][0])
+    if args.hessian_only:
+        timing = time_hessians(model, atoms, args.hessian_repeats)
+        print(json.dumps({"model": label, "threads": args.threads, "hessian": timing}))
+        return
     ref = relax(atoms, pot, method="newton", fmax=1e-6, max_steps=200)
     minimum = ref.atoms()
     hessian = equipot.hessian(model, minimum)
