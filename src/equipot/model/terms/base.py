@@ -45,6 +45,12 @@ class EnergyTerm(nn.Module):
     def forward(self, inputs: TermInputs) -> Tensor:  # pragma: no cover - interface
         raise NotImplementedError
 
+    def engine_tensors(self) -> dict[str, Tensor] | None:
+        """The term's parameters as named tensors for hosts of the C++ engine without Python
+        (the LAMMPS plugin reads them as ``term.<name>.<key>``, ``kernels/engine_tensors.h``);
+        ``None``: no such host can evaluate this term (``equipot lammps export`` refuses it)."""
+        return None
+
     def edge_gradient(self, inputs: TermInputs) -> tuple[Tensor, Tensor]:
         """Atomic energies (N,) and ∂E/∂r_ij (E, 3), by autograd through :meth:`forward`."""
         with torch.enable_grad():

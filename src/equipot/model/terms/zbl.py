@@ -86,6 +86,20 @@ class ZBLRepulsion(EnergyTerm):
         )
         return atomic.index_add(0, i.index_select(0, keep), 0.5 * pair)
 
+    def engine_tensors(self) -> dict[str, Tensor]:
+        """Z and covalent radius per element, inner, outer and cap (``zbl::Parameters``)."""
+
+        def real(x: float) -> Tensor:
+            return torch.tensor([float(x)], dtype=torch.float64)
+
+        return {
+            "charge": torch.as_tensor(self.constants.array("charge"), dtype=torch.float64),
+            "radius": torch.as_tensor(self.constants.array("radius"), dtype=torch.float64),
+            "inner": real(self.inner),
+            "outer": real(self.outer),
+            "cap": real(self.cap),
+        }
+
     def edge_gradient(self, inputs: TermInputs) -> tuple[Tensor, Tensor]:
         kernels = cpu_kernels()
         vectors = inputs.vectors
