@@ -45,6 +45,8 @@ def run(args: argparse.Namespace) -> int:
         model, source, batch_size=args.batch_size, dtype=resolve_dtype(args.dtype)
     )
     print(error_table(metrics, f"{args.model} on {args.data}"))
+    for note in metrics["notes"]:
+        print(note)
     if args.out:
         write_json(args.out, {"model": args.model, "data": args.data, "metrics": metrics})
         print(f"metrics:     {args.out}")

@@ -17,7 +17,7 @@ class ModelConfig(BaseModel):
     its E0, while ``shift`` still carries the mean interaction energy per atom.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     schema_version: int = MODEL_SCHEMA_VERSION
     elements: list[str] = Field(min_length=1)

@@ -1,7 +1,10 @@
 """Model files: weights, config and versions as data (safetensors), never a pickle.
 
 Loading parses a JSON header and raw tensor bytes; nothing in a model file can execute code.
-A file that is not a safetensors container with our format tag is refused with a clear error.
+A file that is not a safetensors container with our format tag is refused with a clear error,
+and so is one whose tensors do not match its stored config (names, shapes — checked against a
+model built on the ``meta`` device, so a tampered config cannot make us allocate — dtypes,
+finite values).
 """
 
 from __future__ import annotations
@@ -59,7 +62,17 @@ def read_model_metadata(path: str | Path) -> dict:
         raise ValueError(
             f"{path} is a safetensors file but not an equipot model (format tag missing)"
         )
-    version = int(metadata.get("schema_version", "0"))
+    text = metadata.get("schema_version", "0")
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(f"{path}: model schema_version {text!r} is not a positive integer")
+    version = int(text)
+    if "config" not in metadata:
+        raise ValueError(f"{path}: the model file has no config (damaged file)")
+    for key in ("config", "extra"):
+        try:
+            json.loads(metadata.get(key, "{}"))
+        except ValueError:
+            raise ValueError(f"{path}: the model file's {key} is not valid JSON") from None
     if version > MODEL_SCHEMA_VERSION:
         raise ValueError(
             f"{path} uses model schema {version}, newer than this equipot "
@@ -71,16 +84,70 @@ def read_model_metadata(path: str | Path) -> dict:
 def load_model(path: str | Path, *, dtype: torch.dtype | None = None) -> EnergyModel:
     """Load a model file written by :func:`save_model` (optionally cast to ``dtype``)."""
     metadata = read_model_metadata(path)
-    config = ModelConfig.model_validate_json(metadata["config"])
+    try:
+        config = ModelConfig.model_validate_json(metadata["config"])
+    except ValueError as exc:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in getattr(exc, "errors", list)()
+        )
+        raise ValueError(f"{path}: invalid model config in the file: {problems}") from None
+    stored_dtype = _check_tensors(path, config)
     model = EnergyModel(config)
-    state = load_file(str(path))
-    missing, unexpected = set(model.state_dict()) - set(state), set(state) - set(model.state_dict())
+    model.load_state_dict(load_file(str(path)))
+    return model.to(dtype or stored_dtype)
+
+
+FLOAT_DTYPES = {"F32": torch.float32, "F64": torch.float64}
+
+
+def _check_tensors(path: Path, config: ModelConfig) -> torch.dtype:
+    """Names, shapes and dtypes of the file's tensors against the config (read from the
+    header, compared with a model built on the meta device); values finite. Returns the
+    stored dtype."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        header = {
+            k: (f.get_slice(k).get_dtype(), tuple(f.get_slice(k).get_shape())) for k in f.keys()
+        }
+    depth = max(config.num_layers, len(config.radial_hidden))
+    if depth > max(len(header), 1):
+        raise ValueError(
+            f"{path}: the config asks for {depth} layers but the file holds {len(header)} "
+            "tensors: config and weights do not belong together"
+        )
+    try:
+        # Constants (coupling coefficients, ...) are computed with real tensors and cached
+        # per degree: a one-channel twin on the CPU computes them, the meta model reuses them.
+        EnergyModel(config.model_copy(update={"channels": 1, "radial_hidden": [1]}))
+        with torch.device("meta"):
+            expected = {k: tuple(v.shape) for k, v in EnergyModel(config).state_dict().items()}
+    except (RuntimeError, OverflowError, MemoryError, ValueError) as exc:
+        reason = " ".join(str(exc).split())[:200]
+        raise ValueError(
+            f"{path}: the stored config describes no buildable model ({reason})"
+        ) from None
+    missing, unexpected = sorted(set(expected) - set(header)), sorted(set(header) - set(expected))
     if missing or unexpected:
         raise ValueError(
-            f"{path}: weights do not match the stored config (missing {sorted(missing)[:5]}, "
-            f"unexpected {sorted(unexpected)[:5]})"
+            f"{path}: weights do not match the stored config (missing {missing[:5]}, "
+            f"unexpected {unexpected[:5]})"
         )
-    stored_dtype = next(iter(state.values())).dtype
-    model.load_state_dict(state)
-    model = model.to(dtype or stored_dtype)
-    return model
+    for name, (_, shape) in header.items():
+        if shape != expected[name]:
+            raise ValueError(
+                f"{path}: tensor {name!r} has shape {list(shape)}, the config needs "
+                f"{list(expected[name])}"
+            )
+    kinds = [kind for kind, _ in header.values()]
+    for name, (kind, _) in header.items():
+        if kind not in FLOAT_DTYPES or kind != kinds[0]:
+            raise ValueError(
+                f"{path}: tensor {name!r} has dtype {kind} (the file holds {sorted(set(kinds))});"
+                " a model file holds float32 or float64 tensors, all of one dtype"
+            )
+    with safe_open(str(path), framework="pt") as f:
+        for name in header:
+            if not bool(torch.isfinite(f.get_tensor(name)).all()):
+                raise ValueError(f"{path}: tensor {name!r} has non-finite values (NaN or inf)")
+    return FLOAT_DTYPES[kinds[0]] if kinds else torch.float64

@@ -105,12 +105,14 @@ def evaluate_file(
     """Errors of ``model`` (a complete model, E0 included) on a data file.
 
     ``source`` is a :class:`~equipot.data.readers.DataSource` or a path. Returns the metrics
-    (see :class:`~equipot.train.metrics.ErrorAccumulator`) and parity-plot arrays.
+    (see :class:`~equipot.train.metrics.ErrorAccumulator`, plus ``coverage``: frames with
+    forces / stress, and ``notes``: e.g. "no forces in FILE ...") and parity-plot arrays.
     """
     import tempfile
     from pathlib import Path
 
     from equipot.data.cache import open_cache
+    from equipot.data.coverage import QUANTITIES, frame_coverage, missing_message
     from equipot.data.readers import DataSource
     from equipot.data.statistics import check_dataset_elements
 
@@ -121,5 +123,17 @@ def evaluate_file(
         check_dataset_elements(dataset, model.config.elements)
         parity = ParityData()
         acc = evaluate_dataset(model, dataset, batch_size=batch_size, dtype=dtype, parity=parity)
+        coverage = frame_coverage(dataset)
+        notes = []
+        for quantity in QUANTITIES:
+            if coverage[quantity] == 0:
+                if quantity == "forces" or dataset.frame_arrays(["pbc"])["pbc"].all(axis=1).any():
+                    notes.append(missing_message(source, quantity, dataset))
+            elif coverage[quantity] < coverage["frames"]:
+                notes.append(
+                    f"{quantity} in {coverage[quantity]} of {coverage['frames']} frames of "
+                    f"{source.path} (the {quantity} errors are over those)"
+                )
         dataset.close()
-    return acc.results(), parity.arrays()
+    metrics = acc.results() | {"coverage": coverage, "notes": notes}
+    return metrics, parity.arrays()

@@ -1,0 +1,25 @@
+"""Options that would do nothing are errors: a user who passes ``--pressure 2`` to an NVT run
+believes the system is compressed. Such options default to ``None`` ("not given"); each
+subcommand states where they apply, and :func:`reject_unused` refuses them elsewhere, saying
+what they apply to. :func:`with_defaults` then fills in the real defaults."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def reject_unused(args: argparse.Namespace, rules: dict[str, tuple[bool, str]]) -> None:
+    """``rules``: option dest → (applies here?, what it applies to)."""
+    for dest, (applies, scope) in rules.items():
+        value = getattr(args, dest, None)
+        if value is not None and value is not False and not applies:
+            flag = "--" + dest.replace("_", "-")
+            raise ValueError(f"{flag} applies to {scope}; here it would do nothing: leave it out")
+
+
+def with_defaults(args: argparse.Namespace, defaults: dict) -> argparse.Namespace:
+    """Fill options left out (None) with their defaults."""
+    for dest, value in defaults.items():
+        if getattr(args, dest, None) is None:
+            setattr(args, dest, value)
+    return args
