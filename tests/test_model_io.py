@@ -76,3 +76,63 @@ def test_calculator_recomputes_only_after_changes(model):
     assert "cell" in calc.check_state(atoms)
     atoms.numbers[1] = 8
     assert "numbers" in calc.check_state(atoms)
+
+
+def test_schema_1_file_loads_with_its_coordination_term_and_no_repulsion(tmp_path):
+    """Files written before the baseline change (shift · ρ, no ZBL term) give the same energies."""
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from tests.conftest import evaluate, random_cluster, small_model
+
+    old = small_model(shift=-0.3, repulsion=None)
+    path = old.save(tmp_path / "new.eqp")
+    with safe_open(str(path), framework="pt") as f:
+        metadata = dict(f.metadata())
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    config = json.loads(metadata["config"])
+    del config["repulsion"]
+    config["schema_version"] = 1
+    metadata.update(config=json.dumps(config), schema_version="1")
+    legacy = tmp_path / "schema1.eqp"
+    save_file(tensors, str(legacy), metadata=metadata)
+    loaded = equipot.load_model(legacy)
+    assert loaded.config.repulsion is None and loaded.config.shift == -0.3
+    assert len(loaded.terms) == 0
+    atoms = random_cluster(8, seed=3)
+    atoms.positions *= 0.6  # close contacts: a repulsion term would show
+    assert evaluate(loaded, atoms)["energy"] == evaluate(old, atoms)["energy"]
+    fresh = equipot.ModelConfig(elements=["H"])
+    assert fresh.repulsion is not None and fresh.shift == 0.0
+
+
+def test_model_file_written_by_schema_1_code_gives_its_energies():
+    """tests/data/schema1_hco.eqp was written by equipot before schema 2 (shift = −4.2 eV:
+    a coordination-linear term), with the energy and forces it gave then."""
+    import json
+    from pathlib import Path
+
+    from ase import Atoms
+
+    data = Path(__file__).parent / "data"
+    reference = json.loads((data / "schema1_hco.json").read_text())
+    model = equipot.load_model(data / "schema1_hco.eqp")
+    assert model.config.schema_version == 1 and model.config.shift == -4.2
+    assert model.config.repulsion is None
+    atoms = Atoms(numbers=reference["numbers"], positions=reference["positions"])
+    for kernels in (True, False):
+        out = evaluate(model, atoms) if kernels else None
+        if not kernels:
+            from equipot.calculator import atoms_to_graph, frozen_copy
+            from equipot.physics.derivatives import predict
+
+            slow = frozen_copy(model, torch.float64, "cpu").set_execution(
+                kernels=False, memory_efficient=False
+            )
+            with torch.enable_grad():
+                pred = predict(slow, atoms_to_graph(atoms, 3.5, torch.float64))
+            out = {"energy": float(pred.energy.detach()), "forces": pred.forces.detach().numpy()}
+        assert out["energy"] == pytest.approx(reference["energy"], rel=1e-13)
+        assert np.abs(out["forces"] - np.array(reference["forces"])).max() < 1e-10

@@ -271,3 +271,29 @@ def test_stage_two_switches_loss_weights(tmp_path, data):
     history = load_checkpoint(result.run_dir / "checkpoint.pt")["history"]
     assert [row["stage"] for row in history] == [1, 1, 2, 2]
     assert [row["lr"] for row in history][2:] == [0.001, 0.001]
+
+
+def test_e0_from_isolated_atoms_stays_fixed_least_squares_e0_is_refined():
+    from equipot.train.model import learnable_e0
+
+    sources = {"Al": "isolated", "Cu": "least-squares"}
+    assert learnable_e0("auto", sources, ["Al", "Cu"]) == ["Cu"]
+    assert learnable_e0("auto", {"Al": "given", "Cu": "isolated"}, ["Al", "Cu"]) == []
+    assert learnable_e0(True, sources, ["Al", "Cu"]) is True
+    config = equipot.ModelConfig(
+        elements=["Al", "Cu"],
+        r_max=3.0,
+        l_max=1,
+        channels=8,
+        radial_hidden=[16],
+        e0={"Al": -1.0, "Cu": -2.0},
+    )
+    net = TrainingModel(config, seed=0, dtype=torch.float64, learn_e0=["Cu"])
+    with torch.no_grad():
+        net.e0_delta.copy_(torch.tensor([0.3, -0.2]))  # Al's δ is masked out
+    assert net.export().config.e0 == pytest.approx({"Al": -1.0, "Cu": -2.2})
+    single = equipot.AtomicGraph.from_atoms(emt_frames(1)[0][:1], 3.0)
+    assert float(predict(net, single, forces=False).energy) == pytest.approx(
+        0.3 * 0 + (-0.2 if single.atomic_numbers[0] == 29 else 0.0)
+    )
+    assert "e0_mask" in net.state_dict()  # resumed runs refine the same elements

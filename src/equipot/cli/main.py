@@ -18,6 +18,7 @@ SUBCOMMANDS: dict[str, str] = {
     "md": "md",
     "relax": "relax",
     "neb": "neb",
+    "scan": "scan",
     # training
     "train": "train",
     "evaluate": "evaluate",

@@ -1,13 +1,16 @@
 """Normalisation statistics of a training set, computed before the model is built.
 
-The model's atomic energy is ``E_i = E0[z_i] + scale·Σ_t y_i^(t) + shift·ρ_i`` with
-``ρ_i = Σ_j u(r_ij) / avg_num_neighbors``. From the training frames:
+The model's atomic energy is ``E_i = E0[z_i] + scale·Σ_t y_i^(t) + Σ_terms`` (see
+:class:`~equipot.model.config.ModelConfig`). From the training frames:
 
-* ``e0``: mean energy of isolated-atom frames (one atom, no neighbours) where present, the
-  least-squares fit of ``E_s ≈ Σ_z n_sz E0_z`` on the element counts otherwise.
+* ``e0``: given by the user, or the mean energy of isolated-atom frames (one atom, no
+  neighbours) where present — both physical references, kept fixed in training — or else the
+  least-squares fit of ``E_s ≈ Σ_z n_sz E0_z`` on the element counts (a constant per-element
+  offset that absorbs the mean interaction energy; training may refine it).
 * ``avg_num_neighbors``: mean number of neighbours within r_max per atom.
-* ``shift``: the residual ``Σ_s (E_s − Σ_i E0[z_i])`` per atom, divided by the mean ρ, so the
-  smooth coordination term carries the mean interaction energy.
+* ``shift``: always 0. Earlier versions put the mean residual energy per atom into a term
+  linear in the smooth coordination ρ_i; such a term extrapolates without bound where atoms
+  gain neighbours (docs: ModelConfig). ``mean_coordination`` (mean ρ_i) is still reported.
 * ``scale``: RMS of the force components (RMS of per-atom energy residuals without forces).
 """
 
@@ -83,8 +86,6 @@ def compute_statistics(
     residual = energies - counts @ e0_values
     avg_num_neighbors = max(n_neighbors / n_atoms, 1e-3)
     mean_rho = u_sum / avg_num_neighbors / n_atoms
-    mean_residual = residual.sum() / n_atoms
-    shift = mean_residual / mean_rho if mean_rho > 1e-9 else 0.0
     if n_force:
         scale = float(np.sqrt(f2_sum / n_force))
     else:
@@ -93,7 +94,7 @@ def compute_statistics(
     return Statistics(
         e0={e: float(v) for e, v in zip(elements, e0_values, strict=True)},
         scale=scale if scale > 1e-12 else 1.0,
-        shift=float(shift),
+        shift=0.0,
         avg_num_neighbors=float(avg_num_neighbors),
         mean_coordination=float(mean_rho),
         e0_source=sources,

@@ -6,6 +6,7 @@
 using namespace equipot;
 
 void register_inference(pybind11::module& m);  // inference.cpp
+void register_pair_terms(pybind11::module& m);  // pair_terms.cpp
 
 torch::Tensor tp_forward(torch::Tensor h, torch::Tensor Y, torch::Tensor R, torch::Tensor nbr,
                          torch::Tensor count, int64_t ncols, torch::Tensor path_info,
@@ -108,4 +109,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("sc_forward", &sc_forward, "symmetric contraction, forward");
   m.def("sc_backward", &sc_backward, "symmetric contraction, backward");
   register_inference(m);
+  register_pair_terms(m);
 }

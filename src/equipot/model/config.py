@@ -2,19 +2,49 @@
 
 from __future__ import annotations
 
+from typing import Any, Literal
+
 from ase.data import atomic_numbers as ASE_ATOMIC_NUMBERS
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-MODEL_SCHEMA_VERSION = 1
+# 2: no coordination term by default (shift = 0), ZBL repulsion on by default. Files of
+# schema 1 load with their shift and without repulsion, so they give the same energies.
+MODEL_SCHEMA_VERSION = 2
+
+
+class Repulsion(BaseModel):
+    """Screened nuclear repulsion between close atoms (the ZBL universal potential), switched
+    off smoothly between ``inner`` and ``outer`` × (R_cov,i + R_cov,j) (covalent radii), i.e.
+    below the distances of chemical bonds: it only acts where atoms are pushed together far
+    beyond anything a training set of stable structures contains (see model/terms/zbl.py)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["zbl"] = "zbl"
+    inner: float = Field(0.5, gt=0.0, description="full repulsion below, × covalent sum")
+    outer: float = Field(0.75, gt=0.0, description="no repulsion beyond, × covalent sum")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Repulsion:
+        if self.inner >= self.outer:
+            raise ValueError(f"repulsion inner={self.inner} must be below outer={self.outer}")
+        return self
 
 
 class ModelConfig(BaseModel):
     """Architecture and energy normalisation of an equipot model.
 
-    The atomic energy is ``E_i = E0[z_i] + scale · Σ_t y_i^(t) + shift · ρ_i`` with y^(t) the
-    readout of layer t and ``ρ_i = Σ_j u(r_ij) / avg_num_neighbors`` a smooth coordination
-    (u: the cutoff envelope). ρ vanishes for an isolated atom, whose energy is therefore exactly
-    its E0, while ``shift`` still carries the mean interaction energy per atom.
+    The atomic energy is ``E_i = E0[z_i] + scale · Σ_t y_i^(t) + Σ_terms E_i^term`` with
+    y^(t) the readout of layer t; the terms (``model/terms/``: the ZBL ``repulsion``, ...) are
+    fixed physical contributions. Every part vanishes for an isolated atom, whose energy is
+    therefore exactly its E0; with E0 from isolated-atom references, atoms pulled apart go
+    smoothly (C², through the cutoff envelope) to Σ E0.
+
+    ``shift`` is the coefficient of a smooth coordination ``ρ_i = Σ_j u(r_ij) /
+    avg_num_neighbors`` (u: the cutoff envelope) added to E_i by models of schema 1. It is 0 by
+    default and no longer set from statistics: a term linear in the neighbour count extrapolates
+    linearly where the training data do not constrain it (a folding molecule gains neighbours
+    and falls into a hole).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
@@ -38,6 +68,15 @@ class ModelConfig(BaseModel):
     e0: dict[str, float] = Field(default_factory=dict, description="isolated-atom energies, eV")
     scale: float = 1.0
     shift: float = 0.0
+    repulsion: Repulsion | None = Field(default_factory=Repulsion)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _schema_1(cls, data: Any) -> Any:
+        """Files written before schema 2 had no repulsion term: keep their energy function."""
+        if isinstance(data, dict) and int(data.get("schema_version", MODEL_SCHEMA_VERSION)) < 2:
+            data = {"repulsion": None, **data}
+        return data
 
     @field_validator("elements")
     @classmethod

@@ -19,6 +19,7 @@ from equipot.kernels import cpu_kernels
 from equipot.model.config import ModelConfig
 from equipot.model.inference import EngineSlot, engine_for
 from equipot.model.layers import InteractionLayer
+from equipot.model.terms import TermInputs, build_terms
 from equipot.nn.constants import Constants, is_frozen
 from equipot.nn.edge_features import EdgeFeatures
 from equipot.nn.linear import init_weight
@@ -63,6 +64,7 @@ class EnergyModel(nn.Module):
             )
             for t in range(c.num_layers)
         )
+        self.terms = nn.ModuleDict(build_terms(c))  # repulsion, ...: model/terms/
         self.engine_slot = EngineSlot()  # C++ inference engine, built on first use
 
     def set_execution(self, *, kernels: bool, memory_efficient: bool) -> EnergyModel:
@@ -162,14 +164,22 @@ class EnergyModel(nn.Module):
             atomic, slot_grad = engine.run(
                 slots, padded.neighbors, padded.counts, species, gradient
             )
-            energy = self._system_energy(graph, atomic)
             edge_grad = padded.gather(slot_grad) if gradient else None
+            inputs = TermInputs(graph, species, vectors)
+            for term in self.terms.values():
+                if gradient:
+                    term_atomic, term_grad = term.edge_gradient(inputs)
+                    edge_grad = edge_grad + term_grad
+                else:
+                    term_atomic = term(inputs)
+                atomic = atomic + term_atomic
+            energy = self._system_energy(graph, atomic)
         return ModelOutput(energy=energy, atomic_energies=atomic), vectors, edge_grad
 
     def forward(self, graph: AtomicGraph) -> ModelOutput:
         c = self.config
         n = graph.num_atoms
-        index, padded, _, vectors = self._prepare(graph)
+        index, padded, edge_list, vectors = self._prepare(graph)
         species = Species.of(index, len(c.elements))
         Y, radial, envelope = self.edge_features(vectors)  # (N,K,D), (N,K,n_radial), (N,K)
         inv_avg = 1.0 / c.avg_num_neighbors
@@ -185,4 +195,7 @@ class EnergyModel(nn.Module):
             + c.scale * interaction
             + c.shift * coordination
         )
+        inputs = TermInputs(graph, index, edge_list)
+        for term in self.terms.values():
+            atomic = atomic + term(inputs)
         return ModelOutput(energy=self._system_energy(graph, atomic), atomic_energies=atomic)

@@ -20,7 +20,7 @@ from pydantic import (
 )
 
 from equipot.data.readers import DataSource
-from equipot.model.config import ModelConfig
+from equipot.model.config import ModelConfig, Repulsion
 
 TRAIN_SCHEMA_VERSION = 1
 
@@ -85,6 +85,7 @@ class ModelOptions(_Section):
     envelope_exponent: int = 6
     readout_hidden: int = 16
     parity: bool = True
+    repulsion: Repulsion | None = Field(default_factory=Repulsion)  # null: no ZBL term
     e0: dict[str, float] | None = None
     scale: float | None = None
     shift: float | None = None
@@ -145,8 +146,14 @@ class OptimConfig(_Section):
     warmup_epochs: float = Field(0.0, ge=0.0)
     ema_decay: float | None = Field(0.99, gt=0.0, lt=1.0)
     grad_clip: float | None = Field(10.0, gt=0.0)
-    learn_e0: bool = Field(True, description="refine E0 per element (see train/model.py)")
-    learn_shift: bool = Field(True, description="refine the coordination shift (train/model.py)")
+    learn_e0: bool | Literal["auto"] = Field(
+        "auto",
+        description="refine E0 per element (train/model.py); auto: only least-squares E0, "
+        "never E0 given or taken from isolated atoms",
+    )
+    learn_shift: bool = Field(
+        False, description="refine a coordination-linear term (schema-1 behaviour; unbounded)"
+    )
     early_stop_patience: int | None = Field(None, ge=1, description="epochs without improvement")
     stage_two: StageTwo | None = None
     nonfinite_retries: int = Field(

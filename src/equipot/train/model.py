@@ -1,19 +1,21 @@
 """The network being trained, and model files written from it.
 
 Training fits ``E − Σ_i E0[z_i]`` (labels referenced in float64), so the network's own E0 is
-zero. With ``learn_e0`` / ``learn_shift`` a trainable per-element offset δ and a trainable
-coordination coefficient s are added (ρ_i: the model's smooth coordination):
+zero; its fixed terms (ZBL repulsion) are part of the network and trained through. With
+``learn_e0`` a trainable per-element offset δ is added for the elements whose E0 is a
+least-squares fit ("auto"; E0 given by the user or from isolated atoms is a physical reference
+and stays fixed, so an isolated atom keeps its true energy), and with ``learn_shift`` (off by
+default: unbounded, see ModelConfig) a coordination coefficient s (ρ_i: smooth coordination):
 
     E_train = Σ_i (E_net,i + δ[z_i] + s·ρ_i),     saved model: E0' = E0 + δ,  shift' = shift + s
 
-Adam moves δ and s directly. A uniform energy offset (invisible to forces) and the energy of
-under-coordinated atoms relative to bulk ones (surfaces, vacancies; weakly constrained by
-forces) are otherwise slow modes that the network could only reach through its
-environment-dependent features, and they lag far behind the forces.
+Adam moves δ and s directly: a uniform energy offset (invisible to forces) is otherwise a slow
+mode that the network could only reach through its environment-dependent features.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -33,16 +35,21 @@ class TrainingModel(nn.Module):
         *,
         seed: int,
         dtype: torch.dtype,
-        learn_e0: bool,
+        learn_e0: bool | Sequence[str],
         learn_shift: bool = False,
     ):
         super().__init__()
         self.full_config = config
         self.net = model_from_config(config.model_copy(update={"e0": {}}), seed=seed, dtype=dtype)
         self.net.set_execution(kernels=False, memory_efficient=False)
-        self.e0_delta = (
-            nn.Parameter(torch.zeros(len(config.elements), dtype=dtype)) if learn_e0 else None
-        )
+        # δ exists unless learn_e0 is False; the mask picks the refined elements and is saved
+        # in checkpoints, so a resumed run refines the same ones.
+        self.e0_delta = None
+        if learn_e0 is not False:
+            learnable = config.elements if learn_e0 is True else list(learn_e0)
+            self.e0_delta = nn.Parameter(torch.zeros(len(config.elements), dtype=dtype))
+            mask = torch.tensor([e in learnable for e in config.elements], dtype=dtype)
+            self.register_buffer("e0_mask", mask)
         self.shift_delta = nn.Parameter(torch.zeros((), dtype=dtype)) if learn_shift else None
         self.envelope = PolynomialEnvelope(config.r_max, config.envelope_exponent)
 
@@ -70,7 +77,8 @@ class TrainingModel(nn.Module):
             return out
         atomic = out.atomic_energies
         if self.e0_delta is not None:
-            atomic = atomic + self.e0_delta[self.net.species(graph.atomic_numbers)]
+            delta = self.e0_delta * self.e0_mask
+            atomic = atomic + delta[self.net.species(graph.atomic_numbers)]
         if self.shift_delta is not None:
             atomic = atomic + self.shift_delta * self.coordination(graph)
         energy = torch.zeros_like(out.energy).index_add(0, graph.batch, atomic)
@@ -80,7 +88,8 @@ class TrainingModel(nn.Module):
         """The complete model (E0 + δ in its config) with this network's weights."""
         e0 = dict(self.full_config.e0)
         if self.e0_delta is not None:
-            for element, delta in zip(self.config.elements, self.e0_delta.tolist(), strict=True):
+            deltas = (self.e0_delta * self.e0_mask).tolist()
+            for element, delta in zip(self.config.elements, deltas, strict=True):
                 e0[element] = e0.get(element, 0.0) + delta
         shift = self.full_config.shift
         if self.shift_delta is not None:
@@ -92,3 +101,14 @@ class TrainingModel(nn.Module):
 
     def save(self, path: Path, extra: dict | None = None) -> Path:
         return self.export().save(path, extra=extra)
+
+
+def learnable_e0(
+    option: bool | str, sources: dict[str, str], elements: list[str]
+) -> bool | list[str]:
+    """Elements whose E0 training refines: all (True), none (False), or with ``"auto"`` those
+    whose E0 is a least-squares fit (``sources``: element → given / isolated / least-squares;
+    on resume no sources are recorded and the checkpoint's mask decides)."""
+    if isinstance(option, bool):
+        return option
+    return [e for e in elements if sources.get(e, "least-squares") == "least-squares"]

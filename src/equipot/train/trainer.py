@@ -29,7 +29,7 @@ from equipot.train.evaluate import evaluate_dataset
 from equipot.train.guard import Interrupts, Snapshot, TrainingInterrupted, roll_back
 from equipot.train.history import plot_learning_curve, write_csv
 from equipot.train.loss import LossFunction, LossWeights, Normalisation, loss_terms
-from equipot.train.model import TrainingModel
+from equipot.train.model import TrainingModel, learnable_e0
 from equipot.train.optim import EMA, LRSchedule, make_optimizer
 from equipot.train.plan import TrainingPlan
 from equipot.train.prepare import Prepared
@@ -58,7 +58,11 @@ class Trainer:
             prepared.model_config,
             seed=config.seed,
             dtype=self.dtype,
-            learn_e0=config.optim.learn_e0,
+            learn_e0=learnable_e0(
+                config.optim.learn_e0,
+                prepared.statistics.get("e0_source", {}),
+                prepared.model_config.elements,
+            ),
             learn_shift=config.optim.learn_shift,
         )
         self.optimizer = make_optimizer(self.model, config.optim)

@@ -1,0 +1,357 @@
+"""Extrapolation benchmark (issue 10): equipot and MACE trained on the same in-distribution
+frames for the same wall-clock time, tested far outside them.
+
+    python benchmarks/extrapolation.py --budget-min 8            # every system
+    python benchmarks/extrapolation.py --systems methyl_acetate --budget-min 4
+
+Data: ``extrapolation_data.py`` (GFN2-xTB for three flexible molecules — train on 300 K MD,
+test on 300 / 600 / 1200 K MD, a relaxed 360° torsion scan, bond stretching to dissociation,
+compression — and EMT copper: train on the crystal at ≤ 600 K, test on the liquid, surfaces
+and a vacancy). Both codes get the isolated-atom energies of the reference method as E0.
+
+Fairness: per system the two codes train *at the same time*, each pinned to its own core
+(``taskset``) with one thread, for ``--budget-min`` minutes of training (start-up and
+preprocessing excluded for both). MACE (its own venv) runs the rMD17 recipe of
+``peers/mace_rmd17.sh`` with the given E0s; its epoch count comes from a 1-epoch probe, so its
+SWA stage covers the last quarter; a run still going at the budget is stopped and evaluated
+from its latest checkpoint. equipot runs ``examples/rmd17/ethanol.yaml``'s recipe (molecules)
+or ``examples/cu_emt_properties.yaml``'s (copper) with a cosine schedule over the budget and
+its stage two in the last quarter. Both models are evaluated in float64 by the same code
+(``extrapolation_eval.py``), including each model's own relaxed torsion scan.
+
+Writes ``benchmarks/out/extrapolation/results.json``, ``table.md`` and ``<system>_scans.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+from ase.io import read
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+from extrapolation_data import MOLECULES, generate  # noqa: E402
+from extrapolation_eval import evaluate, test_files  # noqa: E402
+from rmd17_mace import MACE_BIN, _supervise, parse_log  # noqa: E402
+
+MACE_SCRIPT = HERE / "peers" / "mace_rmd17.sh"
+MACE_EVAL = HERE / "peers" / "mace_extrapolation.py"
+
+
+def equipot_config(system: str, folder: Path, run: Path, budget_min: float, e0: dict) -> dict:
+    data = {
+        "train": {
+            "path": str(folder / "train.xyz"),
+            "energy_key": "REF_energy",
+            "forces_key": "REF_forces",
+        },
+        "valid": {
+            "path": str(folder / "valid.xyz"),
+            "energy_key": "REF_energy",
+            "forces_key": "REF_forces",
+        },
+    }
+    if system == "copper":
+        recipe = yaml.safe_load((ROOT / "examples" / "cu_emt_properties.yaml").read_text())
+        recipe["model"]["r_max"] = 5.0
+        recipe["loss"]["stress_weight"] = recipe["optim"]["stage_two"]["stress_weight"] = 0.0
+    else:
+        recipe = yaml.safe_load((ROOT / "examples" / "rmd17" / "ethanol.yaml").read_text())
+    recipe["data"] = data
+    recipe["model"]["e0"] = e0
+    recipe["num_threads"] = 1
+    recipe["optim"]["max_time_min"] = budget_min
+    recipe["optim"]["max_epochs"] = 100000
+    recipe["output"] = {"dir": str(run), "progress": False, "plot": False}
+    return recipe
+
+
+def mace_args(
+    folder: Path, e0: dict, epochs: int, swa: int, work: Path, train: Path | None = None
+) -> tuple[list, dict]:
+    from ase.data import atomic_numbers
+
+    train = train or folder / "train.xyz"
+    env = dict(
+        os.environ,
+        WORKDIR=str(work),
+        TRAIN=str(train),
+        VALID=str(folder / "valid.xyz"),
+        TEST=str(folder / "valid.xyz"),
+        EPOCHS=str(epochs),
+        START_SWA=str(swa),
+        SEED="1",
+        OMP_NUM_THREADS="1",
+        MKL_NUM_THREADS="1",
+    )
+    e0s = "{" + ", ".join(f"{atomic_numbers[s]}: {v}" for s, v in e0.items()) + "}"
+    return ["--E0s", e0s], env
+
+
+def start_mace(folder, e0, epochs, swa, work: Path, core: int, log: Path, train=None):
+    work.mkdir(parents=True, exist_ok=True)
+    extra, env = mace_args(folder, e0, epochs, swa, work, train)
+    cmd = ["taskset", "-c", str(core), "bash", str(MACE_SCRIPT), *extra]
+    out = open(log, "a")
+    return subprocess.Popen(
+        cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+    )
+
+
+def mace_seconds_per_epoch(folder, e0, root: Path, core: int) -> float:
+    """MACE's time per epoch on the full training set, from 2 epochs on a fifth of it (not
+    counted in the budget; validation on the full validation set each epoch)."""
+    from ase.io import write
+
+    work = root / "mace_probe"
+    if work.exists():
+        import shutil
+
+        shutil.rmtree(work)
+    frames = read(folder / "train.xyz", ":")
+    subset = root / "probe_train.xyz"
+    write(subset, frames[: len(frames) // 5])
+    proc = start_mace(folder, e0, 2, 1, work, core, root / "mace_probe.out", train=subset)
+    if proc.wait():
+        raise RuntimeError(f"MACE probe failed; see {root / 'mace_probe.out'}")
+    rows = parse_log(work, 1)
+    return 5.0 * rows[-1]["time_s"] / rows[-1]["epoch"]
+
+
+def mace_model(work: Path) -> Path:
+    models = sorted(work.glob("*_stagetwo.model")) or sorted(work.glob("MACE.model"))
+    if models:
+        return models[0]
+    raise RuntimeError(f"no MACE model in {work}")
+
+
+def finish_stopped_mace(folder, e0, work, core, log, done: int, swa: int) -> None:
+    """A run stopped at the budget: MACE loads its latest checkpoint and writes the model."""
+    proc = start_mace(folder, e0, max(done, 1), max(1, min(swa, done - 1)), work, core, log)
+    proc.wait()
+
+
+def train_both(system: str, folder: Path, root: Path, budget_min: float) -> dict:
+    meta = json.loads((folder / "meta.json").read_text())
+    e0 = meta["e0"]
+    root.mkdir(parents=True, exist_ok=True)
+    spe = mace_seconds_per_epoch(folder, e0, root, core=1)
+    epochs = max(2, int(budget_min * 60 / spe))
+    swa = max(1, round(0.75 * epochs))
+    config = equipot_config(system, folder, root / "equipot", budget_min, e0)
+    config_path = root / "equipot.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    work = root / "mace"
+    if work.exists():
+        import shutil
+
+        shutil.rmtree(work)
+    if (root / "equipot").exists():
+        import shutil
+
+        shutil.rmtree(root / "equipot")
+    eq_log = open(root / "equipot.out", "w")
+    eq = subprocess.Popen(
+        ["taskset", "-c", "0", sys.executable, "-m", "equipot.cli.main", "train", str(config_path)],
+        stdout=eq_log,
+        stderr=subprocess.STDOUT,
+        env=dict(os.environ, OMP_NUM_THREADS="1"),
+    )
+    mace_log = root / "mace.out"
+    mace = start_mace(folder, e0, epochs, swa, work, 1, mace_log)
+    finished = _supervise(mace, work / "logs" / "MACE_run-1.log", 0, budget_min * 60, mace_log)
+    rows = parse_log(work, 1)
+    if not finished:
+        finish_stopped_mace(folder, e0, work, 1, mace_log, rows[-1]["epoch"] if rows else 1, swa)
+    eq.wait()
+    if eq.returncode:
+        raise RuntimeError(f"equipot training failed; see {root / 'equipot.out'}")
+    return {
+        "mace_seconds_per_epoch_probe": spe,
+        "mace_epochs_planned": epochs,
+        "mace_swa_start": swa,
+        "mace_epochs_done": rows[-1]["epoch"] if rows else 0,
+        "mace_finished": finished,
+        "equipot_results": json.loads((root / "equipot" / "results.json").read_text()),
+    }
+
+
+def evaluate_both(folder: Path, root: Path) -> dict:
+    import torch
+
+    import equipot
+
+    torch.set_num_threads(2)
+    ours = evaluate(equipot.EquipotCalculator(root / "equipot" / "best.eqp"), folder)
+    out = root / "mace_eval.json"
+    subprocess.run(
+        [
+            str(MACE_BIN / "python"),
+            str(MACE_EVAL),
+            str(mace_model(root / "mace")),
+            str(folder),
+            str(out),
+        ],
+        check=True,
+        env=dict(os.environ, OMP_NUM_THREADS="2", TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD="1"),
+    )
+    return {"equipot": ours, "mace": json.loads(out.read_text())}
+
+
+def errors(folder: Path, predictions: dict) -> dict:
+    """MAE per test: energy (meV per structure; per atom for copper) and forces (meV/Å)."""
+    table = {}
+    per_atom = not (folder / "torsion.xyz").exists()
+    for name, paths in test_files(folder).items():
+        frames = [f for p in paths for f in read(p, ":")]
+        ref_e = np.array([f.info["REF_energy"] for f in frames])
+        n = np.array([len(f) for f in frames])
+        ref_f = np.concatenate([f.arrays["REF_forces"].ravel() for f in frames])
+        row = {}
+        for code, pred in predictions.items():
+            e = np.array(pred[name]["energy"])
+            f = np.concatenate([np.asarray(x).ravel() for x in pred[name]["forces"]])
+            de = (e - ref_e) / (n if per_atom else 1)
+            row[code] = {
+                "energy_mae_meV": 1e3 * float(np.abs(de).mean()),
+                "forces_mae_meV_A": 1e3 * float(np.abs(f - ref_f).mean()),
+            }
+        table[name] = row
+    if not per_atom:
+        ref = read(folder / "torsion.xyz", ":")
+        ref_rel = np.array([f.info["REF_energy"] for f in ref])
+        ref_rel -= ref_rel[0]
+        row = {}
+        for code, pred in predictions.items():
+            scan = pred["torsion_scan"]
+            rel = np.array(scan["energy"]) - scan["energy"][0]
+            row[code] = {
+                "relative_mae_meV": 1e3 * float(np.abs(rel - ref_rel).mean()),
+                "spurious_minimum_eV": float(min(0.0, rel.min() - ref_rel.min())),
+                "barrier_eV": float(rel.max()),
+                "reference_barrier_eV": float(ref_rel.max()),
+                "flags": scan["check"]["messages"],
+            }
+        table["torsion_scan (model-relaxed)"] = row
+    return table
+
+
+def plot_system(path: Path, system: str, folder: Path, predictions: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not (folder / "torsion.xyz").exists():
+        return
+    panels = ["torsion", *[p.stem for p in sorted(folder.glob("stretch_*.xyz"))], "compression"]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6))
+    colours = {"xTB": "k", "equipot": "C0", "mace": "C3"}
+    offset = 0
+    for ax, panel in zip(axes, panels, strict=True):
+        frames = read(folder / f"{panel}.xyz", ":")
+        x = np.array([f.info["value"] for f in frames])
+        ref = np.array([f.info["REF_energy"] for f in frames])
+        zero = ref[0]
+        ax.plot(x, ref - zero, "-", color=colours["xTB"], label="GFN2-xTB")
+        for code, pred in predictions.items():
+            if panel == "torsion":
+                scan = pred["torsion_scan"]
+                e = np.array(scan["energy"]) - scan["energy"][0]
+                ax.plot(
+                    scan["values"],
+                    e,
+                    "o-",
+                    ms=3,
+                    color=colours[code],
+                    label=f"{code} (own relaxed scan)",
+                )
+            else:
+                key = "stretch" if panel.startswith("stretch") else panel
+                n = len(frames)
+                start = offset if key == "stretch" else 0
+                e = np.array(pred[key]["energy"][start : start + n])
+                ax.plot(x, e - zero, "o--", ms=3, color=colours[code], label=code)
+        if panel.startswith("stretch"):
+            offset += len(frames)
+        ax.set_title(f"{system}: {panel}", fontsize=9)
+        ax.set_xlabel(
+            {"torsion": "dihedral (deg)", "compression": "scale factor"}.get(
+                panel, "bond length (Å)"
+            )
+        )
+        ax.set_ylabel("E − E(first) (eV)")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def markdown(results: dict) -> str:
+    lines = [
+        "| system | test | equipot E MAE | MACE E MAE | equipot F MAE | MACE F MAE |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for system, res in results.items():
+        unit = "meV/atom" if system == "copper" else "meV"
+        for test, row in res["errors"].items():
+            if "relative_mae_meV" in row.get("equipot", {}):
+                a, b = row["equipot"], row["mace"]
+                lines.append(
+                    f"| {system} | {test}: relative E MAE (meV); deepest spurious minimum (eV) "
+                    f"| {a['relative_mae_meV']:.0f}; {a['spurious_minimum_eV']:.3f} "
+                    f"| {b['relative_mae_meV']:.0f}; {b['spurious_minimum_eV']:.3f} | | |"
+                )
+                continue
+            a, b = row["equipot"], row["mace"]
+            lines.append(
+                f"| {system} | {test} | {a['energy_mae_meV']:.1f} {unit} | "
+                f"{b['energy_mae_meV']:.1f} {unit} | {a['forces_mae_meV_A']:.1f} | "
+                f"{b['forces_mae_meV_A']:.1f} |"
+            )
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--systems", nargs="+", default=[*MOLECULES, "copper"])
+    p.add_argument("--budget-min", type=float, default=8.0)
+    p.add_argument("--out", type=Path, default=HERE / "out" / "extrapolation")
+    p.add_argument("--skip-training", action="store_true", help="evaluate existing runs")
+    args = p.parse_args(argv)
+    results_path = args.out / "results.json"
+    results = json.loads(results_path.read_text()) if results_path.exists() else {}
+    for system in args.systems:
+        folder = generate(args.out / "data", [system])[system]
+        root = args.out / "runs" / system
+        uptime = [subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()]
+        t0 = time.time()
+        training = {} if args.skip_training else train_both(system, folder, root, args.budget_min)
+        uptime.append(subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
+        predictions = evaluate_both(folder, root)
+        (root / "predictions.json").write_text(json.dumps(predictions))
+        results[system] = {
+            "budget_min": args.budget_min,
+            "training": training,
+            "errors": errors(folder, predictions),
+            "uptime": uptime,
+            "wall_s": time.time() - t0,
+        }
+        plot_system(args.out / f"{system}_scans.png", system, folder, predictions)
+        results_path.write_text(json.dumps(results, indent=1))
+        (args.out / "table.md").write_text(markdown(results) + "\n")
+        print(markdown({system: results[system]}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
