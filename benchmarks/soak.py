@@ -166,7 +166,7 @@ def run_segment(system: str, steps: int, segment: int) -> dict:
         positions=result.state.positions.detach().numpy(),
         momenta=result.state.momenta.detach().numpy(),
     )
-    samples = np.array(sampler.samples + [after])
+    samples = np.array([*sampler.samples, after])
     warm = samples[samples[:, 0] >= started + 0.05 * wall]
     thermo = read_thermo(prefix.with_suffix(".csv"))
     t_ns = np.asarray(thermo["time_fs"]) * 1e-6

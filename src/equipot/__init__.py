@@ -12,6 +12,8 @@ from equipot.model.config import ModelConfig
 from equipot.model.energy_model import EnergyModel
 from equipot.model.io import load_model, save_model
 from equipot.physics.derivatives import hessian_from_graph, hessian_vector_product, predict
+from equipot.pretrained import available as pretrained_available
+from equipot.pretrained import pretrained, pretrained_card, pretrained_path
 from equipot.version import __version__
 
 
@@ -42,5 +44,9 @@ __all__ = [
     "load_model",
     "model_from_config",
     "predict",
+    "pretrained",
+    "pretrained_available",
+    "pretrained_card",
+    "pretrained_path",
     "save_model",
 ]

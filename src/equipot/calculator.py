@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,8 @@ from equipot.geometry.neighbors import neighbor_list
 from equipot.graph import AtomicGraph
 from equipot.model.builder import resolve_dtype
 from equipot.model.energy_model import EnergyModel
-from equipot.physics.derivatives import predict
+from equipot.model.long_range import dipole_moment
+from equipot.physics.fields import response_properties, response_results
 from equipot.runtime import tune_allocator
 
 
@@ -53,31 +55,73 @@ def atoms_to_graph(
 
 
 class EquipotCalculator(Calculator):
-    """ASE calculator for an equipot model (a model object or a path to a model file).
+    """ASE calculator for an equipot model (a model object or a path to a model file; ``head``
+    selects a head of a multi-head file, see :mod:`equipot.transfer.heads`), or for a committee
+    (a list of models / paths, or a committee file).
 
     Properties: energy, free_energy, forces, energies (per atom) and, for 3D-periodic
-    structures, stress (Voigt order, eV/Å³, ASE's sign convention).
+    structures, stress (Voigt order, eV/Å³, ASE's sign convention); committees give the
+    member means. Models with long-range electrostatics add ``charges`` (e) and, for open
+    systems, ``dipole`` = Σ q_i r_i (e·Å); the total charge is ``charge`` if given, else
+    ``atoms.info["charge"]`` (or ``"total_charge"``), else the sum of the initial charges (0 by
+    default). Models with tensor heads add ``dipole`` (e·Å), ``polarizability`` (e·Å²/V),
+    ``born_effective_charges`` (N, 3, 3; e) and their other heads
+    (:func:`equipot.physics.fields.response_properties`); ``efield`` (V/Å) applies a uniform
+    field to energy, forces and those properties. Uncertainties, where the model or committee
+    has what they need (:mod:`equipot.uq.estimate`): ``energy_std`` (eV), ``forces_std`` (N,)
+    eV/Å (committees; single models with ``last_layer_forces=True``), ``energies_std`` (N,)
+    eV, ``latent_distance`` (N,), ``force_radius`` (N,) eV/Å (calibrated conformal ball) and,
+    for committees, ``member_energies`` (K,), ``member_forces`` (K, N, 3), ``member_stress``.
     """
 
     implemented_properties = ("energy", "free_energy", "forces", "energies", "stress")
 
     def __init__(
         self,
-        model: EnergyModel | str | Path,
+        model: EnergyModel | str | Path | Sequence[EnergyModel | str | Path],
         dtype: str | torch.dtype = "float64",
         device: str | torch.device = "cpu",
+        head: str | None = None,
+        efield=None,
+        charge: float | None = None,
+        *,
+        last_layer_forces: bool = False,
         **kwargs,
     ):
         super().__init__(**kwargs)
-        tune_allocator()
-        if isinstance(model, (str, Path)):
-            from equipot.model.io import load_model
+        from equipot.model.io import load_model
+        from equipot.uq.committee import resolve_models
+        from equipot.uq.estimate import UncertainPredictor
 
-            model = load_model(model)
+        self.charge = charge
+
+        if head is not None:
+            if not isinstance(model, (str, Path)):
+                raise ValueError("head selects a head of a model file: pass a path, not a model")
+            model = load_model(model, head=head)
+        tune_allocator()
+        members, committee_uq = resolve_models(model)
         self.dtype = resolve_dtype(dtype)
         self.device = torch.device(device)
-        self.model = frozen_copy(model, self.dtype, self.device)
-        self.cutoff = model.config.r_max
+        self.models = [frozen_copy(m, self.dtype, self.device) for m in members]
+        self.model = self.models[0]
+        self.cutoff = members[0].config.r_max
+        self.predictor = UncertainPredictor(
+            self.models, committee_uq, last_layer_forces=last_layer_forces
+        )
+        self.implemented_properties = EquipotCalculator.implemented_properties + tuple(
+            self.predictor.available()
+        )
+        self.response = response_properties(self.model)
+        self.implemented_properties = (*self.implemented_properties, *self.response)
+        if self.model.long_range is not None:
+            self.implemented_properties += ("charges", "dipole")
+        self.efield = None if efield is None else np.asarray(efield, dtype=np.float64).reshape(3)
+        heads = self.model.heads
+        if self.efield is not None and (heads is None or not heads.couples_to_field):
+            raise ValueError("efield needs a model with a 'dipole' or 'polarizability' head")
+        if self.response and len(self.models) > 1:
+            raise ValueError("committees of models with tensor heads are not supported")
 
     def check_state(self, atoms, tol=1e-15):
         """What changed since the last calculation: exact comparisons of the few properties
@@ -98,18 +142,73 @@ class EquipotCalculator(Calculator):
         super().calculate(atoms, properties, system_changes)
         atoms = self.atoms
         graph = atoms_to_graph(atoms, self.cutoff, self.dtype, self.device)
+        if self.efield is not None:
+            graph = graph.replace(efield=graph.positions.new_tensor(self.efield[None]))
+        if self.model.long_range is not None:
+            graph = graph.replace(
+                charge=graph.positions.new_tensor([total_charge(atoms, self.charge)])
+            )
         want_stress = "stress" in properties and bool(atoms.pbc.all())
         if "stress" in properties and not want_stress:
             raise ValueError("stress is only defined for structures periodic in all 3 directions")
         with torch.enable_grad():
-            pred = predict(self.model, graph, forces=True, stress=want_stress)
+            out = self.predictor(graph, forces=True, stress=want_stress)
+        pred = out.prediction
         energy = float(pred.energy[0].detach())
         self.results = {
             "energy": energy,
             "free_energy": energy,
-            "energies": pred.atomic_energies.detach().cpu().numpy().astype(np.float64),
-            "forces": pred.forces.detach().cpu().numpy().astype(np.float64),
+            "energies": _numpy(pred.atomic_energies),
+            "forces": _numpy(pred.forces),
         }
         if want_stress:
-            s = pred.stress[0].detach().cpu().numpy().astype(np.float64)
-            self.results["stress"] = s[[0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]]
+            self.results["stress"] = _voigt(pred.stress[0])
+        self.results |= uncertainty_results(out, want_stress)
+        if pred.charges is not None:
+            charges = pred.charges.detach()
+            self.results["charges"] = _numpy(charges)
+            if not atoms.pbc.any():
+                self.results["dipole"] = _numpy(dipole_moment(graph, charges)[0])
+        extra = [p for p in properties if p in self.response]
+        if extra:
+            with torch.enable_grad():
+                values = response_results(self.model, graph, extra)
+            self.results.update({k: _numpy(v) for k, v in values.items()})
+
+
+def _numpy(x: torch.Tensor) -> np.ndarray:
+    return x.detach().cpu().numpy().astype(np.float64)
+
+
+def _voigt(s: torch.Tensor) -> np.ndarray:
+    return _numpy(s)[..., [0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]]
+
+
+def uncertainty_results(out, stress: bool) -> dict:
+    """The calculator's uncertainty keys from an :class:`UncertainPrediction` (one system)."""
+    results = {}
+    for key, value in (
+        ("energy_std", out.energy_std),
+        ("forces_std", out.forces_std),
+        ("energies_std", out.atomic_energy_std),
+        ("latent_distance", out.latent_distance),
+        ("force_radius", out.force_radius),
+    ):
+        if value is not None:
+            results[key] = float(value[0]) if key == "energy_std" else _numpy(value)
+    if out.committee is not None:
+        results["member_energies"] = _numpy(out.committee.stack("energy")[:, 0])
+        results["member_forces"] = _numpy(out.committee.stack("forces"))
+        if stress:
+            results["member_stress"] = _voigt(out.committee.stack("stress")[:, 0])
+    return results
+
+
+def total_charge(atoms: Atoms, charge: float | None = None) -> float:
+    """The total charge of ``atoms`` in e (see :class:`EquipotCalculator`)."""
+    if charge is not None:
+        return float(charge)
+    for key in ("charge", "total_charge"):
+        if key in atoms.info:
+            return float(atoms.info[key])
+    return float(atoms.get_initial_charges().sum())

@@ -55,6 +55,17 @@ class AtomicGraph:
     n_atoms: Tensor = field(metadata=SYSTEM)  # (S,) int64
     n_edges: Tensor = field(metadata=SYSTEM)  # (S,) int64
     cutoff: float = field(default=0.0, metadata={"scope": None})
+    # Optional per-system inputs, zeros when not given (so every field is a tensor and
+    # batching stays generic): the applied uniform electric field and the total charge.
+    efield: Tensor = field(default=None, metadata=SYSTEM)  # (S, 3) V/Å
+    charge: Tensor = field(default=None, metadata=SYSTEM)  # (S,) e
+
+    def __post_init__(self):
+        num_systems = self.cell.shape[0]
+        if self.efield is None:
+            object.__setattr__(self, "efield", self.positions.new_zeros(num_systems, 3))
+        if self.charge is None:
+            object.__setattr__(self, "charge", self.positions.new_zeros(num_systems))
 
     # ------------------------------------------------------------------ construction
     @classmethod

@@ -23,6 +23,15 @@ def add_parser(subparsers) -> None:
     p.add_argument("--energy-unit", help="unit of the file's energies (default: the format's)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--dtype", default="float64", choices=["float32", "float64"])
+    p.add_argument(
+        "--group-by",
+        action="append",
+        default=[],
+        metavar="KEY",
+        help="errors per group and the worst group: config_type, element or any per-frame "
+        "info key (repeatable)",
+    )
+    p.add_argument("--head", help="head of a multi-head model file (default: its default)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -40,15 +49,32 @@ def run(args: argparse.Namespace) -> int:
         stress_key=args.stress_key,
         energy_unit=args.energy_unit,
     )
-    model = load_model(args.model)
-    metrics, arrays = evaluate_file(
-        model, source, batch_size=args.batch_size, dtype=resolve_dtype(args.dtype)
-    )
+    model = load_model(args.model, head=args.head)
+    groups = None
+    if args.group_by:
+        from equipot.train.groups import evaluate_groups, group_table
+
+        metrics, arrays, groups = evaluate_groups(
+            model,
+            source,
+            args.group_by,
+            batch_size=args.batch_size,
+            dtype=resolve_dtype(args.dtype),
+        )
+    else:
+        metrics, arrays = evaluate_file(
+            model, source, batch_size=args.batch_size, dtype=resolve_dtype(args.dtype)
+        )
     print(error_table(metrics, f"{args.model} on {args.data}"))
     for note in metrics["notes"]:
         print(note)
+    if groups:
+        print(group_table(groups))
     if args.out:
-        write_json(args.out, {"model": args.model, "data": args.data, "metrics": metrics})
+        payload = {"model": args.model, "data": args.data, "metrics": metrics}
+        if groups:
+            payload["groups"] = groups
+        write_json(args.out, payload)
         print(f"metrics:     {args.out}")
     if args.plot:
         parity_plot(args.plot, arrays, f"{args.model} on {args.data}")

@@ -14,6 +14,8 @@ SUBCOMMANDS: dict[str, str] = {
     "elastic": "elastic",
     "surface": "surface",
     "defects": "defects",
+    "dielectric": "dielectric",
+    "spectra": "spectra",
     # simulation
     "md": "md",
     "relax": "relax",
@@ -22,7 +24,15 @@ SUBCOMMANDS: dict[str, str] = {
     # training
     "train": "train",
     "evaluate": "evaluate",
+    # uncertainty
+    "calibrate": "calibrate",
+    "learn": "learn",
     "demo": "demo",
+    # transfer
+    "label": "label",
+    "hull": "hull",
+    # other engines
+    "lammps": "lammps",
 }
 
 

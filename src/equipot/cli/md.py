@@ -59,6 +59,19 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         default=None,
         help="bulk modulus the NPT barostat assumes, GPa (default 100; sets its speed only)",
     )
+    p.add_argument(
+        "--efield",
+        type=float,
+        nargs=3,
+        metavar=("EX", "EY", "EZ"),
+        help="uniform electric field, V/Å (models with a dipole head)",
+    )
+    p.add_argument(
+        "--efield-frequency",
+        type=float,
+        default=None,
+        help="THz: oscillating field E·cos(2πft) (default 0: static)",
+    )
     p.add_argument("--skin", type=float, default=1.0, help="neighbour-list skin, Å")
     p.add_argument(
         "--seed", type=int, default=None, help="initial velocities (--temperature), Langevin noise"
@@ -69,6 +82,41 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--write-every", type=int, default=10, help="steps between frames")
     p.add_argument("--log-every", type=int, default=10, help="steps between log rows")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    u = p.add_argument_group(
+        "uncertainty",
+        "Models with uncertainty data (equipot calibrate) and committees log per-step "
+        "uncertainty maxima in the thermo CSV and plot; alarms watch them every step.",
+    )
+    u.add_argument(
+        "--max-force-radius",
+        type=float,
+        default=None,
+        metavar="R",
+        help="alarm when a system's largest conformal force radius exceeds R (eV/Å)",
+    )
+    u.add_argument(
+        "--max-latent-distance",
+        type=float,
+        default=None,
+        metavar="D",
+        help="alarm when a system's largest latent distance exceeds D",
+    )
+    u.add_argument(
+        "--on-alarm",
+        choices=["stop", "write"],
+        default=None,
+        help="stop the run, or write the offending frame and continue (default stop)",
+    )
+    u.add_argument(
+        "--alarm-file",
+        type=Path,
+        default=None,
+        help="offending frames (extxyz; default: the trajectory's name + .alarms.extxyz)",
+    )
+    u.add_argument(
+        "--alarm-gap", type=int, default=None, help="steps between written alarm frames (10)"
+    )
+    u.add_argument("--no-uncertainty", action="store_true", help="do not evaluate uncertainties")
     return p
 
 
@@ -87,7 +135,32 @@ def run(args) -> int:
     if args.beads < 1 or (args.beads > 1 and args.ensemble != "pimd"):
         raise ValueError("--beads needs --ensemble pimd and must be ≥ 1")
     check_md_options(args)
-    potential = load_potential(args.model, args.dtype, args.skin)
+    alarm = None
+    if args.max_force_radius is not None or args.max_latent_distance is not None:
+        from equipot.sim.uncertain import Alarm
+
+        if args.no_uncertainty:
+            raise ValueError("--max-force-radius / --max-latent-distance need uncertainties")
+        alarm = Alarm(
+            max_force_radius=args.max_force_radius,
+            max_latent_distance=args.max_latent_distance,
+            action=args.on_alarm,
+            path=args.alarm_file or args.out.with_name(args.out.stem + ".alarms.extxyz"),
+            min_gap=args.alarm_gap,
+        )
+        if alarm.path.exists():
+            alarm.path.unlink()  # a fresh run: frames of this run only
+    uncertainty = False if args.no_uncertainty else (True if alarm else None)
+    efield = None
+    if args.efield is not None:
+        from equipot.sim.field import ElectricField
+
+        efield = ElectricField(tuple(args.efield), args.efield_frequency)
+    elif args.efield_frequency:
+        raise ValueError("--efield-frequency needs --efield EX EY EZ")
+    potential = load_potential(
+        args.model, args.dtype, args.skin, uncertainty=uncertainty, efield=efield
+    )
     atoms = read_structure(args.structure, args.index)
     state = SimState.from_atoms(atoms, temperature=args.temperature, seed=args.seed)
     if args.temperature is not None and args.ensemble != "pimd":
@@ -124,8 +197,13 @@ def run(args) -> int:
         write_every=args.write_every,
         log_every=args.log_every,
         progress=not args.no_progress,
+        alarm=alarm,
     )
-    png = plot_thermo(args.log, args.plot or args.log.with_suffix(".png"))
+    limits = {
+        "max_force_radius_eV_A": args.max_force_radius,
+        "max_latent_distance": args.max_latent_distance,
+    }
+    png = plot_thermo(args.log, args.plot or args.log.with_suffix(".png"), limits)
     last = result.last_rows[0]
     print(
         f"equipot md: {result.steps} steps of {dt:.3g} fs in {result.wall_s:.1f} s "
@@ -134,6 +212,15 @@ def run(args) -> int:
         f"neighbour-list builds: {potential.neighbors.rebuilds}"
     )
     print(f"equipot md: wrote {args.out}, {args.log}, {png}")
+    if alarm is not None and alarm.events:
+        first = alarm.events[0]
+        what = ", ".join(f"{k} = {v:.4g}" for k, v in first.items() if k.startswith("max_"))
+        verb = "stopped" if result.stopped_at is not None else "continued"
+        print(
+            f"equipot md: alarm at step {first['step']} (system {first['system']}: {what}); "
+            f"{len(alarm.events)} alarm(s), {verb}; offending frames in {alarm.path}"
+        )
+        return 3 if result.stopped_at is not None else 0
     return 0
 
 
@@ -145,6 +232,8 @@ def check_md_options(args) -> None:
         or args.ensemble in ("npt", "pimd")
         or (nvt and args.thermostat != "nose-hoover")
     )
+    alarms = args.max_force_radius is not None or args.max_latent_distance is not None
+    alarm_scope = "uncertainty alarms (--max-force-radius / --max-latent-distance)"
     reject_unused(
         args,
         {
@@ -154,6 +243,10 @@ def check_md_options(args) -> None:
             "thermostat": (nvt, "--ensemble nvt (NPT and PIMD always use Langevin / PILE)"),
             "tau": (args.ensemble != "nve", "the thermostats of nvt, npt and pimd, not nve"),
             "seed": (random, "random numbers: velocities from --temperature, Langevin noise"),
+            "on_alarm": (alarms, alarm_scope),
+            "alarm_file": (alarms, alarm_scope),
+            "alarm_gap": (alarms, alarm_scope),
+            "efield_frequency": (args.efield is not None, "an applied field (--efield EX EY EZ)"),
         },
     )
     with_defaults(
@@ -164,5 +257,8 @@ def check_md_options(args) -> None:
             "bulk_modulus": 100.0,
             "thermostat": "langevin",
             "tau": 100.0,
+            "on_alarm": "stop",
+            "alarm_gap": 10,
+            "efield_frequency": 0.0,
         },
     )

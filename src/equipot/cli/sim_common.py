@@ -21,12 +21,23 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def load_potential(path: Path, dtype: str, skin: float = 1.0) -> ModelPotential:
-    from equipot.model.io import load_model
+def load_potential(
+    path: Path, dtype: str, skin: float = 1.0, uncertainty: bool | None = False, efield=None
+) -> ModelPotential:
+    """The model (or committee: member means) in ``path`` as a potential; with
+    ``uncertainty`` (``None``: whenever the file has uncertainty data or is a committee) an
+    :class:`~equipot.sim.uncertain.UncertainPotential`; ``efield``: a uniform field
+    (:class:`~equipot.sim.field.ElectricField`)."""
+    from equipot.sim.uncertain import UncertainPotential
+    from equipot.uq.committee import load_models
 
     if not path.exists():
         raise FileNotFoundError(f"model file {path} does not exist")
-    return ModelPotential(load_model(path), dtype=dtype, skin=skin)
+    members, committee_uq = load_models(path)
+    has_uq = len(members) > 1 or members[0].uncertainty is not None
+    if uncertainty or len(members) > 1 or (uncertainty is None and has_uq):
+        return UncertainPotential(members, committee_uq, dtype=dtype, skin=skin, efield=efield)
+    return ModelPotential(members[0], dtype=dtype, skin=skin, efield=efield)
 
 
 def read_structure(path: Path, index: str = "-1") -> Atoms:

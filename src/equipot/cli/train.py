@@ -44,6 +44,20 @@ def add_parser(subparsers) -> None:
         help="resume although data, split, model, loss or optimiser settings changed",
     )
     p.add_argument("--nproc", type=int, default=1, help="data-parallel processes (gloo)")
+    p.add_argument(
+        "--ensemble",
+        type=int,
+        default=None,
+        metavar="K",
+        help="train a committee of K members (seeds seed..seed+K-1) → committee.eqp; "
+        "rerunning the command continues an interrupted committee",
+    )
+    p.add_argument(
+        "--bootstrap", action="store_true", help="committee: each member on a bootstrap resample"
+    )
+    p.add_argument(
+        "--jobs", type=int, default=1, help="committee: members trained at once (processes)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -56,6 +70,14 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--nproc must be at least 1, got {args.nproc}")
     if args.nproc > 1 and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise ValueError("--nproc starts processes itself: leave it out under torchrun")
+    if args.ensemble is not None:
+        if args.extend or args.allow_config_change:
+            raise ValueError(
+                "--extend / --allow-config-change go with a single run, not --ensemble"
+            )
+        return _committee(config, args)
+    if args.bootstrap or args.jobs != 1:
+        raise ValueError("--bootstrap and --jobs go with --ensemble K")
     try:
         result = train(
             config,
@@ -86,4 +108,20 @@ def run(args: argparse.Namespace) -> int:
     print(f"best model:  {result.best_model}")
     print(f"final model: {result.final_model}")
     print(f"log:         {result.run_dir / 'log.csv'}, {result.run_dir / 'learning_curve.png'}")
+    return 0
+
+
+def _committee(config, args) -> int:
+    from equipot.train.ensemble import train_committee
+
+    if args.nproc != 1:
+        raise ValueError("--ensemble trains members as separate processes: use --jobs, not --nproc")
+    path, summary = train_committee(config, args.ensemble, bootstrap=args.bootstrap, jobs=args.jobs)
+    for k, r in enumerate(summary["members"]):
+        e = r.get("test", r["valid"])
+        print(
+            f"member {k}: energy MAE {1e3 * e['energy_mae']:.3f} meV, "
+            f"force MAE {1e3 * e.get('forces_mae', float('nan')):.3f} meV/Å"
+        )
+    print(f"committee: {path}")
     return 0

@@ -6,8 +6,10 @@ Layout: per-atom, per-edge and per-frame arrays concatenated over frames, with `
     numbers (A,) int16, positions (A, 3), forces (A, 3)       per atom
     edges (E, 2) int32 [i, j], shifts (E, 3) int16            per edge (sorted by i)
     cell (F, 3, 3), pbc (F, 3), energy (F,), stress (F, 3, 3),
-    has_forces (F,), has_stress (F,), weight (F,),
+    has_forces (F,), has_stress (F,), weight (F,), charge (F,) total charge in e,
     config_type (F,) int16 (index into the attribute ``config_types``)   per frame
+    atom_label_<name> (A, 3^r) | frame_label_<name> (F, 3^r), has_label_<name> (F,)
+                                           tensor labels (data/labels.py), where configured
 
 The file's attributes record what it was built from (source path, SHA-256 of its content,
 reader options, cutoff) and which per-frame / per-atom keys the source offered;
@@ -34,7 +36,7 @@ from equipot.geometry import neighbor_list
 from equipot.geometry.edges import check_min_distance
 from equipot.persist import exclusive_lock, remove_stale_temporaries
 
-CACHE_VERSION = 3
+CACHE_VERSION = 4
 LOCK_TIMEOUT_S = float(os.environ.get("EQUIPOT_CACHE_LOCK_TIMEOUT", 6 * 3600))
 _FLUSH_ATOMS = 200_000  # write to disk every this many atoms (bounded memory while building)
 
@@ -50,6 +52,7 @@ PER_FRAME = {
     "has_stress": ((), np.bool_),
     "weight": ((), np.float64),
     "config_type": ((), np.int16),
+    "charge": ((), np.float64),
 }
 
 
@@ -60,6 +63,16 @@ def content_hash(path: Path, chunk: int = 1 << 22) -> str:
         while block := f.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+def label_layout(labels: dict) -> dict:
+    """Datasets of the tensor labels ``labels`` (name → LabelField)."""
+    layout = {}
+    for name, spec in labels.items():
+        scope = "atom" if spec.per == "atom" else "frame"
+        layout[f"{scope}_label_{name}"] = ((spec.size,), np.float64)
+        layout[f"has_label_{name}"] = ((), np.bool_)
+    return layout
 
 
 def cache_key(source: DataSource, cutoff: float) -> dict:
@@ -98,7 +111,7 @@ def open_cache(source: DataSource, cutoff: float, cache_dir: Path, verbose: bool
             return path
         if verbose:
             print(f"preprocessing {source.path} (neighbour lists, r < {cutoff} Å) → {path}")
-        build_cache(read_frames(source), cutoff, path, key)
+        build_cache(read_frames(source), cutoff, path, key, source.labels)
     return path
 
 
@@ -121,13 +134,14 @@ def read_key(path: Path) -> dict | None:
         return None
 
 
-def build_cache(frames, cutoff: float, path: Path, key: dict) -> Path:
-    """Write ``frames`` (an iterable of :class:`Frame`) with their neighbour lists to ``path``."""
+def build_cache(frames, cutoff: float, path: Path, key: dict, labels: dict | None = None) -> Path:
+    """Write ``frames`` (an iterable of :class:`Frame`) with their neighbour lists to ``path``;
+    ``labels`` (name → LabelField) are the tensor labels to store."""
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(path)  # left by killed builds
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     try:
-        _write(frames, cutoff, tmp, key)
+        _write(frames, cutoff, tmp, key, labels or {})
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -135,11 +149,12 @@ def build_cache(frames, cutoff: float, path: Path, key: dict) -> Path:
     return path
 
 
-def _write(frames, cutoff: float, tmp: Path, key: dict) -> None:
+def _write(frames, cutoff: float, tmp: Path, key: dict, labels: dict) -> None:
+    layout = PER_ATOM | PER_EDGE | PER_FRAME | label_layout(labels)
     with h5py.File(tmp, "w") as f:
-        for name, (shape, dtype) in (PER_ATOM | PER_EDGE | PER_FRAME).items():
+        for name, (shape, dtype) in layout.items():
             f.create_dataset(name, (0, *shape), dtype=dtype, maxshape=(None, *shape), chunks=True)
-        buffers: dict[str, list] = {name: [] for name in PER_ATOM | PER_EDGE | PER_FRAME}
+        buffers: dict[str, list] = {name: [] for name in layout}
         atom_counts, edge_counts, buffered = [], [], 0
         types: dict[str, int] = {}
         keys: dict[str, set] = {"per_frame": set(), "per_atom": set()}
@@ -154,6 +169,7 @@ def _write(frames, cutoff: float, tmp: Path, key: dict) -> None:
             keys["per_frame"].update(frame.per_frame_keys)
             keys["per_atom"].update(frame.per_atom_keys)
             _append(buffers, frame, i, j, shifts, types.setdefault(frame.config_type, len(types)))
+            _append_labels(buffers, frame, labels)
             atom_counts.append(frame.num_atoms)
             edge_counts.append(len(i))
             buffered += frame.num_atoms
@@ -187,6 +203,18 @@ def _append(buffers: dict, frame: Frame, i, j, shifts, config_type: int) -> None
     buffers["has_stress"].append(np.array([has_stress]))
     buffers["weight"].append(np.array([frame.weight]))
     buffers["config_type"].append(np.array([config_type]))
+    buffers["charge"].append(np.array([frame.charge]))
+
+
+def _append_labels(buffers: dict, frame: Frame, labels: dict) -> None:
+    for name, spec in labels.items():
+        value = frame.labels.get(name)
+        rows = (frame.num_atoms, spec.size) if spec.per == "atom" else (1, spec.size)
+        scope = "atom" if spec.per == "atom" else "frame"
+        buffers[f"{scope}_label_{name}"].append(
+            np.zeros(rows) if value is None else value.reshape(rows)
+        )
+        buffers[f"has_label_{name}"].append(np.array([value is not None]))
 
 
 def _flush(f: h5py.File, buffers: dict) -> None:

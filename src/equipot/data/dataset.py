@@ -9,7 +9,7 @@ frame: no neighbour search happens during training.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import h5py
@@ -34,6 +34,10 @@ class Batch:
     has_stress: Tensor  # (S,) bool
     weight: Tensor  # (S,) per-config loss weight (file weight × config-type weight)
     frames: np.ndarray  # (S,) frame indices in the dataset
+    # tensor labels (data/labels.py): name → (S, 3^r) or (N, 3^r); has_labels: name → (S,)
+    labels: dict[str, Tensor] = field(default_factory=dict)
+    has_labels: dict[str, Tensor] = field(default_factory=dict)
+    per_atom_labels: tuple[str, ...] = ()
 
     @property
     def atom_has_forces(self) -> Tensor:
@@ -129,8 +133,16 @@ class GraphDataset:
             n_atoms=t(n_atoms, torch.int64),
             n_edges=t(n_edges, torch.int64),
             cutoff=self.cutoff,
+            charge=t(a["charge"]) if "charge" in a else None,
         )
+        label_names = [k.split("_label_", 1)[1] for k in a if k.startswith("has_label_")]
         return Batch(
+            labels={
+                n: t(a[f"atom_label_{n}"] if f"atom_label_{n}" in a else a[f"frame_label_{n}"])
+                for n in label_names
+            },
+            has_labels={n: t(a[f"has_label_{n}"], torch.bool) for n in label_names},
+            per_atom_labels=tuple(n for n in label_names if f"atom_label_{n}" in a),
             graph=graph,
             energy=t(energy),
             forces=t(a["forces"]),
@@ -156,8 +168,9 @@ def _gather(arrays, atom_ptr, edge_ptr, frames: np.ndarray, names) -> dict[str, 
     in_memory = isinstance(next(iter(arrays.values())), np.ndarray)
     for name in names:
         data = arrays[name]
-        if name in PER_ATOM_KEYS or name in PER_EDGE_KEYS:
-            ptr = atom_ptr if name in PER_ATOM_KEYS else edge_ptr
+        per_atom = name in PER_ATOM_KEYS or name.startswith("atom_label_")
+        if per_atom or name in PER_EDGE_KEYS:
+            ptr = atom_ptr if per_atom else edge_ptr
             if in_memory:
                 rows = _ranges(ptr[frames], ptr[frames + 1])
                 out[name] = data[rows]

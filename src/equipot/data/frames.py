@@ -8,7 +8,7 @@ surfacing later as a NaN loss.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from ase.data import chemical_symbols
@@ -33,6 +33,9 @@ class Frame:
     config_type: str = "Default"
     per_frame_keys: tuple[str, ...] = ()  # what the source offered (for "key not found")
     per_atom_keys: tuple[str, ...] = ()
+    charge: float = 0.0  # total charge, e
+    # tensor labels (data/labels.py): name → (3^rank,) per structure or (N, 3^rank) per atom
+    labels: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def num_atoms(self) -> int:
@@ -95,6 +98,13 @@ def validate_frame(frame: Frame, where: str, names: dict[str, str] | None = None
         )
     frame.weight = float(weight.reshape(-1)[0])
     frame.config_type = str(frame.config_type)
+    try:
+        charge = np.asarray(frame.charge, dtype=np.float64)
+    except (TypeError, ValueError):
+        charge = np.array([np.nan, np.nan])
+    if charge.size != 1 or not np.isfinite(charge).all():
+        raise ValueError(f"{where}: total charge must be one finite number, got {frame.charge!r}")
+    frame.charge = float(charge.reshape(-1)[0])
     return frame
 
 

@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from equipot.data.frames import Frame, check_plausible, validate_frame
+from equipot.data.labels import LabelField, label_value
 from equipot.data.units import energy_factor, force_factor, length_factor, stress_factor
 
 NATIVE_ENERGY_UNIT = {"extxyz": "eV", "ase-db": "eV", "rmd17": "kcal/mol"}
@@ -32,6 +33,8 @@ class DataSource(BaseModel):
     ``coords`` / ``nuclear_charges``.
     Units default to the format's native ones (eV, Å; kcal/mol for rMD17); the force unit
     defaults to energy/length and the stress unit to energy/length³.
+    ``labels`` names tensor labels to read (dipoles, polarisabilities, Born charges…; see
+    :mod:`equipot.data.labels`); training fills in those its model's heads need.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -44,10 +47,13 @@ class DataSource(BaseModel):
     virial_key: str = "virial"
     weight_key: str = "config_weight"
     config_type_key: str = "config_type"
+    # total charge of a structure (e), the first of these keys present; absent: neutral
+    charge_keys: list[str] = Field(default_factory=lambda: ["charge", "total_charge"])
     energy_unit: str | None = None
     length_unit: str = "Å"
     force_unit: str | None = None
     stress_unit: str | None = None
+    labels: dict[str, LabelField] = Field(default_factory=dict)
 
     @model_validator(mode="before")
     @classmethod
@@ -172,6 +178,8 @@ def _atoms_to_frame(atoms, source: DataSource, where: str, extra: dict | None = 
     weight = _get(atoms, source.weight_key, where, False, extra)
     config_type = _get(atoms, source.config_type_key, where, False, extra)
     per_frame, per_atom = available_keys(atoms, extra)
+    charges = [_get(atoms, key, where, False, extra) for key in source.charge_keys]
+    charge = next((c for c in charges if c is not None), 0.0)
     return Frame(
         numbers=atoms.numbers,
         positions=atoms.positions,
@@ -185,7 +193,18 @@ def _atoms_to_frame(atoms, source: DataSource, where: str, extra: dict | None = 
         config_type="Default" if config_type is None else config_type,
         per_frame_keys=per_frame,
         per_atom_keys=per_atom,
+        charge=charge,
+        labels=_labels(atoms, source, where, extra),
     )
+
+
+def _labels(atoms, source: DataSource, where: str, extra: dict | None) -> dict:
+    out = {}
+    for name, spec in source.labels.items():
+        value = _get(atoms, spec.file_key(name), where, False, extra)
+        if value is not None:
+            out[name] = label_value(value, spec, name, len(atoms), where)
+    return out
 
 
 def _read_extxyz(source: DataSource) -> Iterator[Frame]:

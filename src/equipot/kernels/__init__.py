@@ -20,8 +20,20 @@ import torch
 from equipot.kernels.build import KernelsUnavailable, load_extension, require_kernels
 
 _HERE = Path(__file__).parent
-_SOURCES = [_HERE / "cpu_kernels.cpp", _HERE / "inference.cpp", _HERE / "pair_terms.cpp"]
-_HEADERS = [_HERE / "tp_sc.h", _HERE / "zbl.h"]
+_SOURCES = [
+    _HERE / "cpu_kernels.cpp",
+    _HERE / "inference.cpp",
+    _HERE / "pair_terms.cpp",
+    _HERE / "training.cpp",
+]
+_HEADERS = [
+    _HERE / "tp_sc.h",
+    _HERE / "engine.h",
+    _HERE / "engine_tensors.h",
+    _HERE / "zbl.h",
+    _HERE / "second_order.h",
+    _HERE / "edge_geometry.h",
+]
 _state: dict[str, ModuleType | Exception | None] = {}
 
 

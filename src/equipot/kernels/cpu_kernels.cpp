@@ -1,5 +1,7 @@
 // Python bindings of the fused tensor-product and symmetric-contraction kernels (tp_sc.h)
-// and of the whole-model inference pass (inference.cpp).
+// and of the whole-model inference pass (inference.cpp, engine.h).
+
+#include <torch/extension.h>
 
 #include "tp_sc.h"
 
@@ -7,6 +9,7 @@ using namespace equipot;
 
 void register_inference(pybind11::module& m);  // inference.cpp
 void register_pair_terms(pybind11::module& m);  // pair_terms.cpp
+void register_training(pybind11::module& m);   // training.cpp
 
 torch::Tensor tp_forward(torch::Tensor h, torch::Tensor Y, torch::Tensor R, torch::Tensor nbr,
                          torch::Tensor count, int64_t ncols, torch::Tensor path_info,
@@ -110,4 +113,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("sc_backward", &sc_backward, "symmetric contraction, backward");
   register_inference(m);
   register_pair_terms(m);
+  register_training(m);
 }

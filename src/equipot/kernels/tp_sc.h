@@ -10,10 +10,11 @@
 // Both are parallel over centre atoms. Gradients of the tensor product with respect to the
 // neighbour features scatter to other atoms; each thread accumulates into its own buffer.
 // Shared by the per-operation bindings (cpu_kernels.cpp) and the whole-model inference pass
-// (inference.cpp). Double backward (training, Hessians) is served by the PyTorch reference.
+// (engine.h); needs ATen only, no Python. Double backward (training, Hessians) is served by
+// the PyTorch reference.
 #pragma once
 
-#include <torch/extension.h>
+#include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
 #include <algorithm>
@@ -30,14 +31,14 @@ struct PathTables {
   std::vector<double> val;
 };
 
-inline std::vector<int64_t> to_vec(const torch::Tensor& t) {
-  auto c = t.to(torch::kInt64).contiguous();
+inline std::vector<int64_t> to_vec(const at::Tensor& t) {
+  auto c = t.to(at::kLong).contiguous();
   return std::vector<int64_t>(c.data_ptr<int64_t>(), c.data_ptr<int64_t>() + c.numel());
 }
 
-inline PathTables make_tables(const torch::Tensor& path_info, const torch::Tensor& path_cols,
-                       const torch::Tensor& cg_ptr, const torch::Tensor& cg_index,
-                       const torch::Tensor& cg_value) {
+inline PathTables make_tables(const at::Tensor& path_info, const at::Tensor& path_cols,
+                       const at::Tensor& cg_ptr, const at::Tensor& cg_index,
+                       const at::Tensor& cg_value) {
   PathTables t;
   auto info = to_vec(path_info);  // (P, 4): a0, m1n, y0, mn
   int64_t P = path_info.size(0);
@@ -55,7 +56,7 @@ inline PathTables make_tables(const torch::Tensor& path_info, const torch::Tenso
     t.m2.push_back(idx[3 * e + 1]);
     t.mo.push_back(idx[3 * e + 2]);
   }
-  auto v = cg_value.to(torch::kFloat64).contiguous();
+  auto v = cg_value.to(at::kDouble).contiguous();
   t.val.assign(v.data_ptr<double>(), v.data_ptr<double>() + v.numel());
   return t;
 }

@@ -7,6 +7,9 @@ from typing import Any, Literal
 from ase.data import atomic_numbers as ASE_ATOMIC_NUMBERS
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from equipot.model.heads.config import HeadConfig, resolve_head
+from equipot.model.long_range import LongRangeConfig
+
 # 2: no coordination term by default (shift = 0), ZBL repulsion on by default. Files of
 # schema 1 load with their shift and without repulsion, so they give the same energies.
 MODEL_SCHEMA_VERSION = 2
@@ -69,6 +72,12 @@ class ModelConfig(BaseModel):
     scale: float = 1.0
     shift: float = 0.0
     repulsion: Repulsion | None = Field(default_factory=Repulsion)
+    heads: dict[str, HeadConfig] = Field(
+        default_factory=dict, description="tensor output heads (equipot.model.heads)"
+    )
+    long_range: LongRangeConfig | None = Field(
+        None, description="electrostatics with learned charges (equipot.model.long_range)"
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -87,6 +96,17 @@ class ModelConfig(BaseModel):
         if len(set(elements)) != len(elements):
             raise ValueError(f"elements listed twice: {elements}")
         return sorted(elements, key=lambda e: ASE_ATOMIC_NUMBERS[e])
+
+    @field_validator("heads", mode="before")
+    @classmethod
+    def _resolve_heads(cls, heads):
+        if not isinstance(heads, dict):
+            raise ValueError("heads must map names to head options")
+        reserved = {"energy", "forces", "stress", "charges", "energies", "free_energy"}
+        clash = sorted(reserved & set(heads))
+        if clash:
+            raise ValueError(f"head names {clash} are reserved for other outputs")
+        return {name: resolve_head(name, value) for name, value in heads.items()}
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelConfig:

@@ -6,7 +6,7 @@ Forces, stress, Hessians and everything else derive from this energy by autograd
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -17,20 +17,27 @@ from equipot.geometry.edges import edge_vectors
 from equipot.graph import AtomicGraph
 from equipot.kernels import cpu_kernels
 from equipot.model.config import ModelConfig
+from equipot.model.heads.collection import Heads
+from equipot.model.heads.features import BackboneFeatures
 from equipot.model.inference import EngineSlot, engine_for
 from equipot.model.layers import InteractionLayer
+from equipot.model.long_range import LongRange
 from equipot.model.terms import TermInputs, build_terms
 from equipot.nn.constants import Constants, is_frozen
 from equipot.nn.edge_features import EdgeFeatures
-from equipot.nn.linear import init_weight
+from equipot.nn.linear import SILU_SCALE, init_weight
 from equipot.nn.neighborhood import PaddedNeighbors, pad_neighbors
 from equipot.nn.species import Species
+from equipot.uq.store import Uncertainty
 
 
 @dataclass
 class ModelOutput:
     energy: Tensor  # (S,) eV per system
     atomic_energies: Tensor  # (N,) eV per atom
+    features: Tensor | None = None  # (N, D) readout features, if asked for (see forward)
+    outputs: dict[str, Tensor] = field(default_factory=dict)  # tensor heads (model.heads)
+    charges: Tensor | None = None  # (N,) e: the long-range term's charges (None: local model)
 
 
 class EnergyModel(nn.Module):
@@ -64,8 +71,12 @@ class EnergyModel(nn.Module):
             )
             for t in range(c.num_layers)
         )
+        self.long_range = (  # E += electrostatics of charges from the final features
+            LongRange(c.long_range, c.channels, n_el, c.r_max) if c.long_range else None
+        )
         self.terms = nn.ModuleDict(build_terms(c))  # repulsion, ...: model/terms/
         self.engine_slot = EngineSlot()  # C++ inference engine, built on first use
+        self.heads = Heads(c) if c.heads else None  # tensor outputs, field coupling
 
     def set_execution(self, *, kernels: bool, memory_efficient: bool) -> EnergyModel:
         """Choose how the same function is computed (results agree to rounding):
@@ -86,11 +97,11 @@ class EnergyModel(nn.Module):
             layer.memory_efficient = memory_efficient
         return self
 
-    def save(self, path, extra: dict | None = None):
+    def save(self, path, extra: dict | None = None, **heads):
         """Write this model to a file (see :func:`equipot.model.io.save_model`)."""
         from equipot.model.io import save_model
 
-        return save_model(self, path, extra)
+        return save_model(self, path, extra, **heads)
 
     @property
     def dtype(self) -> torch.dtype:
@@ -112,6 +123,7 @@ class EnergyModel(nn.Module):
         return species
 
     fused_inference: bool = True  # see set_execution
+    uncertainty: Uncertainty | None = None  # fits and calibration (equipot.uq), saved with it
     # Neighbour slots per chunk of the engine's edge block: bounds the per-edge buffers of
     # large systems (radial-MLP activations, R), which are then recomputed in the backward.
     inference_chunk_slots: int = 16384
@@ -143,26 +155,29 @@ class EnergyModel(nn.Module):
         return energy.index_add(0, graph.batch, atomic)
 
     def inference_pass(
-        self, graph: AtomicGraph, gradient: bool = True
+        self, graph: AtomicGraph, gradient: bool = True, features: bool = False
     ) -> tuple[ModelOutput, Tensor, Tensor | None] | None:
         """Energies and ∂E/∂r_ij (E, 3) per edge from the C++ engine, with the edge vectors
-        r_ij; ``None`` where the engine does not apply (weights that require gradients, other
-        devices or dtypes, kernels switched off or unavailable): use :meth:`forward` then."""
+        r_ij (and the readout features, see :meth:`forward`); ``None`` where the engine does
+        not apply (weights that require gradients, other devices or dtypes, kernels switched
+        off or unavailable): use :meth:`forward` then."""
         positions = graph.positions
         if not (
             self.fused_inference
+            and self.long_range is None
             and positions.device.type == "cpu"
             and positions.dtype == self.dtype
             and positions.dtype in (torch.float32, torch.float64)
             and is_frozen(self)
             and cpu_kernels() is not None
+            and not (self.heads is not None and self.heads.field_active(graph))
         ):
             return None
         with torch.no_grad():
             species, padded, vectors, slots = self._prepare(graph)
             engine = engine_for(self, positions.dtype)
-            atomic, slot_grad = engine.run(
-                slots, padded.neighbors, padded.counts, species, gradient
+            atomic, slot_grad, feats = engine.run(
+                slots, padded.neighbors, padded.counts, species, gradient, features
             )
             edge_grad = padded.gather(slot_grad) if gradient else None
             inputs = TermInputs(graph, species, vectors)
@@ -174,9 +189,58 @@ class EnergyModel(nn.Module):
                     term_atomic = term(inputs)
                 atomic = atomic + term_atomic
             energy = self._system_energy(graph, atomic)
-        return ModelOutput(energy=energy, atomic_energies=atomic), vectors, edge_grad
+            if features:  # the engine leaves out the SiLU normalisation and the scale
+                feats = feats * self._engine_feature_factors(feats)
+            else:
+                feats = None
+        out = ModelOutput(energy=energy, atomic_energies=atomic, features=feats)
+        return out, vectors, edge_grad
 
-    def forward(self, graph: AtomicGraph) -> ModelOutput:
+    def readout_weights(self) -> Tensor:
+        """θ (D,): the last readout matrix of every layer, side by side. With the features φ̃
+        of :meth:`forward`, ``E_i = E0[z_i] + shift·ρ_i + E_i^terms + φ̃_i·θ`` exactly."""
+        return torch.cat([layer.node.readout[-1][:, 0] for layer in self.layers])
+
+    def _engine_feature_factors(self, like: Tensor) -> Tensor:
+        factors = [
+            torch.full(
+                (len(layer.node.readout[-1]),),
+                self.config.scale * (SILU_SCALE if len(layer.node.readout) > 1 else 1.0),
+            )
+            for layer in self.layers
+        ]
+        return torch.cat(factors).to(like)
+
+    def forward(self, graph: AtomicGraph, features: bool = False) -> ModelOutput:
+        """Energies and tensor-head outputs; with ``features``, also φ̃_i = scale·[a_i^(0), …,
+        a_i^(T−1)] (N, D), a^(t) the input of layer t's last readout matrix, so that the atomic
+        energy is affine in the readout weights θ (:meth:`readout_weights`): last-layer
+        uncertainty and latent distances (:mod:`equipot.uq`) are functions of these features."""
+        atomic, backbone = self.local_energies(graph)
+        charges = None
+        if self.long_range is not None:  # charges from the last layer's scalars
+            long_range = self.long_range(graph, backbone.scalars, backbone.species.index)
+            atomic, charges = atomic + long_range.atomic_energies, long_range.charges
+        outputs = {}
+        if self.heads is not None:
+            atomic, outputs = self.heads(graph, atomic, backbone, self.local_energies)
+        energy = self._system_energy(graph, atomic)
+        feats = None
+        if features:
+            scale = self.config.scale
+            feats = torch.cat(
+                [
+                    scale * layer.node.readout_input(h)
+                    for layer, h in zip(self.layers, backbone.nodes, strict=True)
+                ],
+                1,
+            )
+        return ModelOutput(
+            energy=energy, atomic_energies=atomic, features=feats, outputs=outputs, charges=charges
+        )
+
+    def local_energies(self, graph: AtomicGraph) -> tuple[Tensor, BackboneFeatures]:
+        """Atomic energies (N,) of the local model and the features heads read."""
         c = self.config
         n = graph.num_atoms
         index, padded, edge_list, vectors = self._prepare(graph)
@@ -186,9 +250,11 @@ class EnergyModel(nn.Module):
 
         h = self.embedding[species.index].unsqueeze(1)  # (N, 1, C)
         interaction = torch.zeros(n, dtype=h.dtype, device=h.device)
+        nodes = []
         for layer in self.layers:
             h, y = layer(h, species, Y, radial, padded.neighbors, padded.counts, inv_avg)
             interaction = interaction + y
+            nodes.append(h)
         coordination = envelope.sum(1) * inv_avg
         atomic = (
             self.constants.get("e0", h)[species.index]
@@ -198,4 +264,5 @@ class EnergyModel(nn.Module):
         inputs = TermInputs(graph, index, edge_list)
         for term in self.terms.values():
             atomic = atomic + term(inputs)
-        return ModelOutput(energy=self._system_energy(graph, atomic), atomic_energies=atomic)
+        backbone = BackboneFeatures(species, padded.neighbors, vectors, radial, nodes, inv_avg)
+        return atomic, backbone

@@ -184,9 +184,19 @@ def _component_mixing(tp, mixing: list[Tensor]) -> tuple[Tensor, Tensor]:
     return torch.as_tensor(cols), mix
 
 
-def build_engine(model: EnergyModel, dtype: torch.dtype):
-    """Pack a frozen model's weights (in ``dtype``) into a C++ ``InferenceEngine``."""
-    kernels = cpu_kernels()
+# Layout of the packed engine tensors; equipot::kEngineFormat (kernels/engine_tensors.h) reads
+# the same number. Bump both when the layout changes: model files carrying a packed engine of
+# another format are then refused with a message, never misread.
+ENGINE_FORMAT = 1
+
+
+def pack_engine(model: EnergyModel, dtype: torch.dtype) -> dict[str, Tensor]:
+    """A frozen model's weights (in ``dtype``), CG tables and radial tables as the named tensors
+    the C++ ``InferenceEngine`` is built from (``engine_from_tensors``): the one packing used
+    by the Python calculator and by the LAMMPS plugin (which reads them from a model file).
+
+    Scalars are one-element tensors, lists ``name.0, name.1, ...``; integers are int64.
+    """
     c = model.config
     nodes = model.inference_radial_table
     if nodes != 0 and nodes < 16:
@@ -197,25 +207,34 @@ def build_engine(model: EnergyModel, dtype: torch.dtype):
     def cast(t: Tensor) -> Tensor:
         return t.detach().to(dtype).contiguous()
 
+    def real(x: float) -> Tensor:
+        return torch.tensor([float(x)], dtype=torch.float64)
+
+    def integer(x: int) -> Tensor:
+        return torch.tensor([int(x)], dtype=torch.int64)
+
     exponents, coefficients = unique_monomials(c.l_max)
     radial = model.edge_features.radial_basis
     inv_avg = 1.0 / c.avg_num_neighbors
-    engine = kernels.InferenceEngine(
-        float(c.r_max),
-        int(c.envelope_exponent),
-        [float(f) for f in radial.constants.array("frequencies")],
-        float(radial.prefactor),
-        torch.as_tensor(coefficients, dtype=dtype),
-        [int(e) for e in exponents.reshape(-1)],
-        int(c.l_max),
-        inv_avg,
-        float(c.scale),
-        float(c.shift),
-        cast(model.constants.get("e0", like)),
-        cast(model.embedding),
-        int(model.inference_chunk_slots),
-        c.r_max / max(nodes - 1, 1),
-    )
+    packed = {
+        "format": integer(ENGINE_FORMAT),
+        "atomic_numbers": torch.tensor(c.atomic_numbers, dtype=torch.int64),
+        "r_max": real(c.r_max),
+        "envelope_exponent": integer(c.envelope_exponent),
+        "frequencies": torch.as_tensor(radial.constants.array("frequencies")).to(torch.float64),
+        "prefactor": real(radial.prefactor),
+        "sh_coefficients": torch.as_tensor(coefficients, dtype=dtype),
+        "sh_exponents": torch.as_tensor(exponents.reshape(-1), dtype=torch.int64),
+        "lmax_sh": integer(c.l_max),
+        "inv_avg": real(inv_avg),
+        "scale": real(c.scale),
+        "shift": real(c.shift),
+        "e0": cast(model.constants.get("e0", like)),
+        "embedding": cast(model.embedding),
+        "chunk_slots": integer(model.inference_chunk_slots),
+        "table_step": real(c.r_max / max(nodes - 1, 1)),
+        "num_layers": integer(len(model.layers)),
+    }
     empty = torch.empty(0, dtype=dtype)
     for index, layer in enumerate(model.layers):
         edge, node = layer.edge, layer.node
@@ -234,25 +253,36 @@ def build_engine(model: EnergyModel, dtype: torch.dtype):
         *hidden, last = node.readout
         readout = [cast(w) for w in hidden] + [cast(last * SILU_SCALE if hidden else last)]
         table = radial_table(model, index, nodes) if nodes else (empty, empty, empty)
-        engine.add_layer(
-            empty if layer.linear_up is None else cast(per_component(layer.linear_up.weights)),
-            [cast(w) for w in mlp],
-            cast(table[0]),
-            cast(table[1]),
-            cast(table[2]),
-            cast(mix),
-            int(mix.shape[0] * mix.shape[1] // mix.shape[2]),
-            tables,
-            list(factors),
-            list(outputs),
-            [cast(v) for v in values],
-            int(product.dim_out),
-            cast(per_component(node.linear_out.weights)),
-            cast(skip),
-            cast(skip_t),
-            readout,
-        )
-    return engine
+        up = empty if layer.linear_up is None else per_component(layer.linear_up.weights)
+        fields = {
+            "up": cast(up),
+            "table_y": cast(table[0]),
+            "table_m": cast(table[1]),
+            "table_s": cast(table[2]),
+            "mix": cast(mix),
+            "num_columns": integer(mix.shape[0] * mix.shape[1] // mix.shape[2]),
+            "dim_b": integer(product.dim_out),
+            "out": cast(per_component(node.linear_out.weights)),
+            "sc": cast(skip),
+            "sc_t": cast(skip_t),
+        }
+        lists = {
+            "mlp": [cast(w) for w in mlp],
+            "tp_tables": [t.contiguous() for t in tables],
+            "sc_factors": list(factors),
+            "sc_outputs": list(outputs),
+            "sc_values": [cast(v) for v in values],
+            "readout": readout,
+        }
+        for name, items in lists.items():
+            fields.update({f"{name}.{i}": t.contiguous() for i, t in enumerate(items)})
+        packed.update({f"layer{index}.{name}": t for name, t in fields.items()})
+    return packed
+
+
+def build_engine(model: EnergyModel, dtype: torch.dtype):
+    """The C++ ``InferenceEngine`` of a frozen model's weights in ``dtype``."""
+    return cpu_kernels().engine_from_tensors(pack_engine(model, dtype))
 
 
 def engine_for(model: EnergyModel, dtype: torch.dtype):

@@ -13,18 +13,39 @@ import json
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 
 from equipot.model.config import MODEL_SCHEMA_VERSION, ModelConfig
 from equipot.model.energy_model import EnergyModel
+from equipot.uq.store import Uncertainty, split_state
 from equipot.version import __version__
 
 FORMAT_TAG = "equipot-model"
+ENGINE_PREFIX = "engine."  # packed inference-engine tensors (equipot lammps export)
 
 
-def save_model(model: EnergyModel, path: str | Path, extra: dict | None = None) -> Path:
-    """Write ``model`` to ``path`` (weights in the model's dtype, config as JSON)."""
+def save_model(
+    model: EnergyModel,
+    path: str | Path,
+    extra: dict | None = None,
+    *,
+    heads: dict[str, EnergyModel] | None = None,
+    head_name: str | None = None,
+    engine: dict[str, torch.Tensor] | None = None,
+    engine_format: int | None = None,
+) -> Path:
+    """Write ``model`` to ``path`` (weights in the model's dtype, config as JSON, and its
+    uncertainty fits and calibration if it has them, see :mod:`equipot.uq.store`).
+
+    ``heads``: further heads sharing ``model``'s backbone (:mod:`equipot.transfer.heads`);
+    ``head_name`` names ``model``'s own head. ``engine``: packed inference-engine tensors
+    (:func:`equipot.model.inference.pack_engine`) stored beside the weights under ``engine.``
+    (read by the LAMMPS plugin, ignored by :func:`load_model`), with their layout version
+    ``engine_format``.
+    """
+    from equipot.transfer.heads import DEFAULT_HEAD, head_metadata
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     metadata = {
@@ -36,6 +57,18 @@ def save_model(model: EnergyModel, path: str | Path, extra: dict | None = None) 
         "extra": json.dumps(extra or {}),
     }
     tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    if heads or head_name:
+        more, head_tensors = head_metadata(head_name or DEFAULT_HEAD, heads or {})
+        metadata.update(more)
+        tensors.update(head_tensors)
+    if engine is not None:
+        metadata["engine_format"] = str(engine_format)
+        tensors.update(
+            {ENGINE_PREFIX + k: v.detach().contiguous().cpu() for k, v in engine.items()}
+        )
+    if model.uncertainty is not None:
+        metadata["uncertainty"] = model.uncertainty.metadata()
+        tensors |= model.uncertainty.tensors()
     tmp = path.with_name(path.name + ".tmp")
     save_file(tensors, str(tmp), metadata=metadata)
     tmp.replace(path)  # atomic: an interrupted save never leaves a truncated model file
@@ -48,8 +81,6 @@ def read_model_metadata(path: str | Path) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"model file not found: {path}")
     try:
-        from safetensors import safe_open
-
         with safe_open(str(path), framework="pt") as f:
             metadata = f.metadata() or {}
     except (SafetensorError, OSError, ValueError) as exc:
@@ -81,35 +112,59 @@ def read_model_metadata(path: str | Path) -> dict:
     return metadata
 
 
-def load_model(path: str | Path, *, dtype: torch.dtype | None = None) -> EnergyModel:
-    """Load a model file written by :func:`save_model` (optionally cast to ``dtype``)."""
+def load_model(
+    path: str | Path, *, dtype: torch.dtype | None = None, head: str | None = None
+) -> EnergyModel:
+    """Load a model file written by :func:`save_model` (optionally cast to ``dtype``);
+    ``head`` selects a head of a multi-head file (default: its default head)."""
+    from equipot.transfer.heads import select_head
+
     metadata = read_model_metadata(path)
+    header = {k: v for k, v in _read_header(path).items() if not k.startswith(ENGINE_PREFIX)}
+    weights, uq_names = split_state({k: k for k in header})
     try:
-        config = ModelConfig.model_validate_json(metadata["config"])
+        # values are the file's tensor names: select_head maps model keys to them
+        config, names = select_head(Path(path), metadata, weights, head)
     except ValueError as exc:
-        problems = "; ".join(
-            f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in getattr(exc, "errors", list)()
-        )
+        errors = getattr(exc, "errors", None)
+        if errors is None:
+            raise
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors())
         raise ValueError(f"{path}: invalid model config in the file: {problems}") from None
-    stored_dtype = _check_tensors(path, config)
+    stored_dtype = _check_tensors(path, config, {k: header[v] for k, v in names.items()})
+    with safe_open(str(path), framework="pt") as f:
+        state = {key: f.get_tensor(name) for key, name in names.items()}
+        uq_tensors = {name: f.get_tensor(name) for name in uq_names}
+    for key, value in state.items():
+        if not bool(torch.isfinite(value).all()):
+            raise ValueError(f"{path}: tensor {names[key]!r} has non-finite values (NaN or inf)")
     model = EnergyModel(config)
-    model.load_state_dict(load_file(str(path)))
-    return model.to(dtype or stored_dtype)
+    model.load_state_dict(state)
+    model = model.to(dtype or stored_dtype)
+    try:
+        model.uncertainty = Uncertainty.restore(metadata.get("uncertainty"), uq_tensors)
+    except (KeyError, TypeError, IndexError, RuntimeError) as exc:
+        raise ValueError(
+            f"{path}: damaged uncertainty data ({type(exc).__name__}: {exc})"
+        ) from None
+    return model
 
 
 FLOAT_DTYPES = {"F32": torch.float32, "F64": torch.float64}
 
 
-def _check_tensors(path: Path, config: ModelConfig) -> torch.dtype:
-    """Names, shapes and dtypes of the file's tensors against the config (read from the
-    header, compared with a model built on the meta device); values finite. Returns the
-    stored dtype."""
-    from safetensors import safe_open
-
+def _read_header(path: Path) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """Tensor name → (safetensors dtype, shape), from the header only (no data read)."""
     with safe_open(str(path), framework="pt") as f:
-        header = {
+        return {
             k: (f.get_slice(k).get_dtype(), tuple(f.get_slice(k).get_shape())) for k in f.keys()
         }
+
+
+def _check_tensors(path: Path, config: ModelConfig, header: dict) -> torch.dtype:
+    """Names, shapes and dtypes of the model's tensors (``header``: model key → (dtype,
+    shape)) against the config, compared with a model built on the meta device, so a tampered
+    config cannot make us allocate. Returns the stored dtype."""
     depth = max(config.num_layers, len(config.radial_hidden))
     if depth > max(len(header), 1):
         raise ValueError(
@@ -146,8 +201,4 @@ def _check_tensors(path: Path, config: ModelConfig) -> torch.dtype:
                 f"{path}: tensor {name!r} has dtype {kind} (the file holds {sorted(set(kinds))});"
                 " a model file holds float32 or float64 tensors, all of one dtype"
             )
-    with safe_open(str(path), framework="pt") as f:
-        for name in header:
-            if not bool(torch.isfinite(f.get_tensor(name)).all()):
-                raise ValueError(f"{path}: tensor {name!r} has non-finite values (NaN or inf)")
     return FLOAT_DTYPES[kinds[0]] if kinds else torch.float64

@@ -85,11 +85,15 @@ class NodeUpdate(nn.Module):
                 if k < h_new.shape[1]
                 else h_new + skip
             )
+        return h_new, (self.readout_input(h_new) @ self.readout[-1]).squeeze(1)
+
+    def readout_input(self, h_new: Tensor) -> Tensor:
+        """What the last readout matrix multiplies: the scalars of h', or the MLP's hidden
+        activations (N, C or H)."""
         scalars = h_new[:, 0]
-        *hidden, last = self.readout
-        for w in hidden:
+        for w in self.readout[:-1]:
             scalars = self.activation(scalars @ w)
-        return h_new, (scalars @ last).squeeze(1)
+        return scalars
 
 
 def _blocks(x: Tensor, lmax: int) -> list[Tensor]:

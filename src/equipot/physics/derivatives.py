@@ -19,12 +19,13 @@ No layer of the model contains force code; these are the only derivative formula
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
 
 from equipot.graph import AtomicGraph
+from equipot.model.second_order import hessian_vectors
 
 
 @dataclass
@@ -34,6 +35,9 @@ class Prediction:
     forces: Tensor | None = None  # (N, 3) eV/Å
     virial: Tensor | None = None  # (S, 3, 3) eV
     stress: Tensor | None = None  # (S, 3, 3) eV/Å³, NaN for systems that are not 3D periodic
+    features: Tensor | None = None  # (N, D) readout features (EnergyModel.forward), if asked
+    outputs: dict[str, Tensor] = field(default_factory=dict)  # tensor heads (model.heads)
+    charges: Tensor | None = None  # (N,) e, models with long-range electrostatics
 
 
 def predict(
@@ -43,30 +47,35 @@ def predict(
     forces: bool = True,
     stress: bool = False,
     create_graph: bool = False,
+    features: bool = False,
+    born_charges: bool = False,
 ) -> Prediction:
-    """Energy and, by autograd, forces and virial/stress. ``create_graph`` for training."""
-    if not create_graph and (forces or stress):
+    """Energy and, by autograd, forces and virial/stress. ``create_graph`` for training;
+    ``features`` also returns the model's per-atom readout features (``EnergyModel``).
+
+    ``outputs`` holds the model's tensor heads; ``born_charges`` adds ``outputs["bec"]`` =
+    ∂μ/∂r_i of its dipole head (:mod:`equipot.physics.fields`; for training on Born charges).
+    """
+    options = {"features": True} if features else {}
+    if not create_graph and not born_charges and (forces or stress):
         fused = getattr(model, "inference_pass", None)
-        result = fused(graph) if fused is not None else None
+        result = fused(graph, **options) if fused is not None else None
         if result is not None:
             out, vectors, edge_grad = result
             return _from_edge_gradient(graph, out, vectors, edge_grad, forces, stress)
-    positions = graph.positions
-    cell = graph.cell
-    inputs = []
-    if forces or stress:
-        positions = positions.detach().requires_grad_(True)
-        inputs.append(positions)
-    strain = None
-    if stress:
-        strain = torch.zeros_like(cell, requires_grad=True)
-        inputs.append(strain)
-        symmetric = 0.5 * (strain + strain.transpose(1, 2))
-        deformation = torch.eye(3, dtype=cell.dtype, device=cell.device) + symmetric
-        positions = torch.einsum("ni,nij->nj", positions, deformation[graph.batch])
-        cell = cell @ deformation
-    out = model(graph.replace(positions=positions, cell=cell))
-    result = Prediction(energy=out.energy, atomic_energies=out.atomic_energies)
+    strained, inputs, strain = differentiable_inputs(graph, forces or born_charges, stress)
+    out = model(strained, **options)
+    result = Prediction(
+        energy=out.energy,
+        atomic_energies=out.atomic_energies,
+        charges=getattr(out, "charges", None),
+    )
+    result.features = out.features if features else None
+    result.outputs = dict(getattr(out, "outputs", {}))
+    if born_charges:
+        from equipot.physics.fields import dipole_derivative
+
+        result.outputs["bec"] = dipole_derivative(out.outputs["dipole"], inputs[0], create_graph)
     if not inputs:
         return result
     grads = torch.autograd.grad(
@@ -77,6 +86,28 @@ def predict(
     if stress:
         _set_stress(result, graph, _zeros_if_none(grads[-1], strain))
     return result
+
+
+def differentiable_inputs(
+    graph: AtomicGraph, positions: bool, strain: bool
+) -> tuple[AtomicGraph, list[Tensor], Tensor | None]:
+    """The graph with leaf positions (N, 3) and a symmetric strain (S, 3, 3) applied, the
+    leaves that require gradients ([positions][, strain]), and the strain leaf."""
+    r = graph.positions
+    cell = graph.cell
+    inputs = []
+    if positions or strain:
+        r = r.detach().requires_grad_(True)
+        inputs.append(r)
+    epsilon = None
+    if strain:
+        epsilon = torch.zeros_like(cell, requires_grad=True)
+        inputs.append(epsilon)
+        symmetric = 0.5 * (epsilon + epsilon.transpose(1, 2))
+        deformation = torch.eye(3, dtype=cell.dtype, device=cell.device) + symmetric
+        r = torch.einsum("ni,nij->nj", r, deformation[graph.batch])
+        cell = cell @ deformation
+    return graph.replace(positions=r, cell=cell), inputs, epsilon
 
 
 def _set_stress(result: Prediction, graph: AtomicGraph, dE_de: Tensor) -> None:
@@ -92,7 +123,9 @@ def _from_edge_gradient(
     graph: AtomicGraph, out, vectors: Tensor, edge_grad: Tensor, forces: bool, stress: bool
 ) -> Prediction:
     """Forces and virial/stress from g_e = ∂E/∂r_e (module docstring)."""
-    result = Prediction(energy=out.energy, atomic_energies=out.atomic_energies)
+    result = Prediction(
+        energy=out.energy, atomic_energies=out.atomic_energies, features=out.features
+    )
     i, j = graph.edge_index[0], graph.edge_index[1]
     if forces:
         result.forces = torch.zeros_like(graph.positions).index_add_(0, i, edge_grad)
@@ -116,11 +149,15 @@ def hessian_vector_product(model: torch.nn.Module, graph: AtomicGraph, vectors: 
     """H·v for a batch of displacement vectors v (B, N, 3) → (B, N, 3), eV/Å².
 
     Costs one forward and one double backward per call, independent of N: use it (e.g. in
-    Lanczos) when the dense (3N)² Hessian would not fit.
+    Lanczos) when the dense (3N)² Hessian would not fit. Frozen models on the CPU take the
+    second-order C++ engine (:func:`equipot.model.second_order.hessian_vectors`).
     """
     single = vectors.ndim == 2
     if single:
         vectors = vectors.unsqueeze(0)
+    out = hessian_vectors(model, graph, vectors.detach())  # the C++ engine, where it applies
+    if out is not None:
+        return out[0] if single else out
     positions = graph.positions.detach().requires_grad_(True)
     energy = model(graph.replace(positions=positions)).energy.sum()
     (gradient,) = torch.autograd.grad(energy, positions, create_graph=True)
@@ -133,13 +170,17 @@ def hessian_vector_product(model: torch.nn.Module, graph: AtomicGraph, vectors: 
 
 
 def hessian_from_graph(model: torch.nn.Module, graph: AtomicGraph, chunk: int = 64) -> Tensor:
-    """Dense Hessian ∂²E/∂r∂r, shape (3N, 3N), by autograd (exact, symmetric up to rounding)."""
+    """Dense Hessian ∂²E/∂r∂r, shape (3N, 3N), exact (symmetric up to rounding): 3N
+    Hessian-vector products, by the C++ engine for frozen models on the CPU, else autograd."""
     n3 = 3 * graph.num_atoms
+    eye = torch.eye(n3, dtype=graph.dtype, device=graph.device)
+    fused = hessian_vectors(model, graph, eye.view(n3, -1, 3))
+    if fused is not None:
+        return fused.reshape(n3, n3)
     positions = graph.positions.detach().requires_grad_(True)
     energy = model(graph.replace(positions=positions)).energy.sum()
     (gradient,) = torch.autograd.grad(energy, positions, create_graph=True)
     gradient = gradient.reshape(-1)
-    eye = torch.eye(n3, dtype=gradient.dtype, device=gradient.device)
     rows = []
     for start in range(0, n3, chunk):
         block = eye[start : start + chunk]

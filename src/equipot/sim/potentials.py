@@ -52,6 +52,8 @@ class ModelPotential:
             results are cast back (e.g. float64 integration with a float32 model).
         skin: extra neighbour-list radius (Å); the list is rebuilt only once an atom has
             moved more than ``skin / 2`` (see :mod:`equipot.sim.neighbors`).
+        efield: a uniform electric field (:class:`equipot.sim.field.ElectricField`), for
+            models with a dipole head; the MD loop advances its time (:meth:`set_time`).
     """
 
     def __init__(
@@ -61,8 +63,10 @@ class ModelPotential:
         dtype: str | torch.dtype | None = None,
         device: str | torch.device = "cpu",
         skin: float = 1.0,
+        efield=None,
     ):
         self.device = torch.device(device)
+        self.efield, self.time_fs = efield, 0.0
         if isinstance(model, EnergyModel):
             from equipot.calculator import frozen_copy
             from equipot.runtime import tune_allocator
@@ -76,6 +80,15 @@ class ModelPotential:
             self.model = model.to(device=self.device, dtype=self.dtype)
             cutoff = float(model.cutoff)
         self.neighbors = SkinNeighborList(cutoff, skin)
+        if efield is not None:
+            from equipot.physics.fields import couples_to_field
+
+            if not couples_to_field(self.model):
+                raise ValueError("an electric field needs a model with a 'dipole' head")
+
+    def set_time(self, time_fs: float) -> None:
+        """Simulation time (fs) at which the next evaluation happens (for a field ℰ(t))."""
+        self.time_fs = float(time_fs)
 
     @property
     def cutoff(self) -> float:
@@ -83,7 +96,7 @@ class ModelPotential:
 
     def graph(self, state: SimState) -> AtomicGraph:
         """The model's input graph at the state's positions (neighbour list reused)."""
-        return self.neighbors.graph(
+        graph = self.neighbors.graph(
             state.positions,
             state.cell,
             state.pbc,
@@ -91,6 +104,10 @@ class ModelPotential:
             state.system_idx,
             self.dtype,
         )
+        if self.efield is None:
+            return graph
+        field = torch.as_tensor(self.efield.at(self.time_fs), dtype=self.dtype, device=self.device)
+        return graph.replace(efield=field.expand(graph.num_systems, 3).clone())
 
     def __call__(self, state: SimState, *, stress: bool = False) -> PotentialOutput:
         graph = self.graph(state)

@@ -16,6 +16,7 @@ from equipot.sim import langevin, nose_hoover, npt, nve, pimd
 from equipot.sim.potentials import Potential
 from equipot.sim.state import GPA, SimState
 from equipot.sim.trajectory import ThermoLog, TrajectoryWriter
+from equipot.sim.uncertain import Alarm, UncertainPotential
 
 ENSEMBLES = ("nve", "nvt", "npt", "pimd")
 THERMOSTATS = ("langevin", "nose-hoover")
@@ -28,6 +29,8 @@ class MDResult:
     dt: float  # fs
     wall_s: float
     last_rows: list[dict]
+    stopped_at: int | None = None  # step at which an alarm stopped the run
+    alarms: list[dict] | None = None  # every alarm raised (step, system, quantity, value)
 
     @property
     def steps_per_s(self) -> float:
@@ -105,10 +108,17 @@ def run(
     write_every: int = 10,
     log_every: int = 10,
     progress: bool = True,
+    alarm: Alarm | None = None,
 ) -> MDResult:
     """Initialise the integrator of ``ensemble`` and take ``steps`` steps of ``dt`` fs
-    (temperature K, pressure GPa, ``tau``/``barostat_tau`` fs, ``bulk_modulus`` GPa)."""
+    (temperature K, pressure GPa, ``tau``/``barostat_tau`` fs, ``bulk_modulus`` GPa).
+
+    With an :class:`~equipot.sim.uncertain.UncertainPotential`, the log gets the per-system
+    uncertainty maxima; ``alarm`` is checked after every step (see sim/uncertain.py)."""
     init_fn, step_fn = integrator(ensemble, thermostat)
+    uncertain = isinstance(potential, UncertainPotential) and ensemble != "pimd"
+    if alarm is not None and not uncertain:
+        raise ValueError("MD alarms need a model potential with uncertainties (not PIMD)")
     if ensemble != "nve" and temperature is None:
         raise ValueError(f"ensemble {ensemble} needs a temperature")
     init_kw: dict = {}
@@ -125,22 +135,42 @@ def run(
     if ensemble == "pimd":
         init_kw.update(n_beads=beads, temperature=temperature)
 
+    set_time = getattr(potential, "set_time", None)  # time-dependent fields
+    if set_time is not None:
+        set_time(0.0)
     state = init_fn(state, potential, **init_kw)
     writer = TrajectoryWriter(trajectory) if trajectory else None
     log = ThermoLog(thermo) if thermo else None
     frame = (lambda s: pimd.centroid(s)) if ensemble == "pimd" else (lambda s: s)
-    rows = thermo_rows(state, 0, 0.0, temperature)
+
+    def rows_at(state: SimState, i: int) -> list[dict]:
+        rows = thermo_rows(state, i, i * dt, temperature)
+        if uncertain:
+            for key, values in potential.system_maxima().items():
+                for row in rows:
+                    row[key] = float(values[row["system"]])
+        return rows
+
+    rows = rows_at(state, 0)
+    stopped_at = 0 if alarm is not None and alarm.handle(state, potential, 0, 0.0) else None
     if log:
         log.write(rows)
     if writer:
         writer.write(frame(state), 0, 0.0)
     bar = progress_bar(steps, "md", "step", enabled=progress)
     start = time.perf_counter()
+    done = 0
     try:
-        for i in range(1, steps + 1):
+        for i in range(1, steps + 1 if stopped_at is None else 1):
+            if set_time is not None:
+                set_time(i * dt)  # forces of step i are evaluated at t = i·Δt
             state = step_fn(state, potential, **step_kw)
-            if i % log_every == 0 or i == steps:
-                rows = thermo_rows(state, i, i * dt, temperature)
+            done = i
+            stop = alarm is not None and alarm.handle(state, potential, i, i * dt)
+            if stop:
+                stopped_at = i
+            if i % log_every == 0 or i == steps or stop:
+                rows = rows_at(state, i)
                 if log:
                     log.write(rows)
                 elapsed = time.perf_counter() - start
@@ -152,9 +182,11 @@ def run(
                     },
                     refresh=False,
                 )
-            if writer and (i % write_every == 0 or i == steps):
+            if writer and (i % write_every == 0 or i == steps or stop):
                 writer.write(frame(state), i, i * dt)
             bar.update(1)
+            if stop:
+                break
     finally:
         bar.close()
         if writer:
@@ -162,4 +194,12 @@ def run(
         if log:
             log.close()
     wall = time.perf_counter() - start
-    return MDResult(state=state, steps=steps, dt=dt, wall_s=wall, last_rows=rows)
+    return MDResult(
+        state=state,
+        steps=done,
+        dt=dt,
+        wall_s=wall,
+        last_rows=rows,
+        stopped_at=stopped_at,
+        alarms=None if alarm is None else alarm.events,
+    )

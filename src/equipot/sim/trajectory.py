@@ -73,8 +73,9 @@ def read_thermo(path: str | Path) -> dict[str, np.ndarray]:
     return {key: np.array([float(r[key]) for r in rows]) for key in rows[0]}
 
 
-def plot_thermo(path: str | Path, png: str | Path) -> Path:
-    """Energy, temperature (and volume / pressure when logged) against time (ps)."""
+def plot_thermo(path: str | Path, png: str | Path, limits: dict | None = None) -> Path:
+    """Energy, temperature (and volume / pressure, uncertainties when logged) against time
+    (ps); ``limits`` (column → value) draws alarm thresholds as dashed lines."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -87,6 +88,13 @@ def plot_thermo(path: str | Path, png: str | Path) -> Path:
         panels.append(("volume", ["volume_A3"], "volume (Å³)"))
     if "pressure_GPa" in data:
         panels.append(("pressure", ["pressure_GPa"], "pressure (GPa)"))
+    forces = [k for k in ("max_force_radius_eV_A", "max_forces_std_eV_A") if k in data]
+    if forces:
+        panels.append(("force uncertainty", forces, "max R / σ_F (eV/Å)"))
+    if "max_latent_distance" in data:
+        panels.append(("latent", ["max_latent_distance"], "max latent distance"))
+    if "energy_std_eV" in data:
+        panels.append(("energy std", ["energy_std_eV"], "σ_E (eV)"))
     fig, axes = plt.subplots(len(panels), 1, figsize=(7, 2.4 * len(panels)), sharex=True)
     axes = np.atleast_1d(axes)
     systems = np.unique(data["system"]) if data else []
@@ -98,6 +106,9 @@ def plot_thermo(path: str | Path, png: str | Path) -> Path:
                 sel = data["system"] == s
                 name = key.rsplit("_", 1)[0] + (f" [{int(s)}]" if len(systems) > 1 else "")
                 ax.plot(data["time_fs"][sel] / 1000.0, data[key][sel], lw=1, label=name)
+        for key in keys:
+            if limits and limits.get(key) is not None:
+                ax.axhline(limits[key], color="red", ls="--", lw=1, label=f"alarm {limits[key]:g}")
         ax.set_ylabel(label)
         if len(ax.get_lines()) > 1:
             ax.legend(fontsize=7, loc="best")

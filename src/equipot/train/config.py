@@ -21,6 +21,8 @@ from pydantic import (
 
 from equipot.data.readers import DataSource
 from equipot.model.config import ModelConfig, Repulsion
+from equipot.model.long_range import LongRangeConfig
+from equipot.train.finetune import FinetuneConfig
 
 TRAIN_SCHEMA_VERSION = 1
 
@@ -51,6 +53,7 @@ class DataConfig(_Section):
     test_count: int | None = Field(None, ge=1)
     train_count: int | None = Field(None, ge=1)
     split_seed: int = Field(0, ge=0, lt=2**63)
+    bootstrap_seed: int | None = None  # resample the training split with replacement (committees)
     cache_dir: Path | None = None  # default: <output.dir>/cache
     in_memory: bool | None = None  # default: in memory when the cache is below 2 GiB
 
@@ -85,7 +88,11 @@ class ModelOptions(_Section):
     envelope_exponent: int = 6
     readout_hidden: int = 16
     parity: bool = True
+    long_range: LongRangeConfig | None = None  # electrostatics (equipot.model.long_range)
     repulsion: Repulsion | None = Field(default_factory=Repulsion)  # null: no ZBL term
+    heads: dict[str, dict | str | None] = Field(
+        default_factory=dict, description="tensor heads (equipot.model.heads.config)"
+    )
     e0: dict[str, float] | None = None
     scale: float | None = None
     shift: float | None = None
@@ -108,6 +115,14 @@ class LossConfig(_Section):
     huber_delta: float = Field(0.01, gt=0.0, description="eV/atom, eV/Å, eV/Å³")
     config_type_weights: dict[str, float] = Field(default_factory=dict)
     element_weights: dict[str, float] = Field(default_factory=dict)
+    # fairness across config types (train/group_balance.py): none | inverse_frequency | dro
+    group_balance: Literal["none", "inverse_frequency", "dro"] = "none"
+    dro_step: float = Field(0.01, gt=0.0, description="group-DRO step size η")
+    label_weights: dict[str, float] = Field(
+        default_factory=dict,
+        description="tensor labels (train/labels.py): head name → weight (default 1); "
+        "'bec' trains ∂μ/∂r of a dipole head (default 0)",
+    )
 
     @field_validator("element_weights")
     @classmethod
@@ -172,6 +187,16 @@ class OutputConfig(_Section):
     checkpoint_steps: int | None = Field(None, ge=1, description="and/or every this many steps")
 
 
+class UncertaintyOptions(_Section):
+    """After training: latent Gaussians and the last-layer posterior fitted on the training
+    split, calibrated (scales, conformal force ball) on the validation split, stored in
+    best.eqp / final.eqp (see equipot.uq; ``equipot calibrate`` recalibrates on other data)."""
+
+    fit: bool = True
+    force_frames: int = Field(100, ge=0, description="frames for the force rows of G")
+    alpha: float = Field(0.05, gt=0.0, lt=1.0, description="miscoverage of the force ball")
+
+
 class TrainConfig(_Section):
     schema_version: int = TRAIN_SCHEMA_VERSION
     seed: int = Field(0, ge=0, lt=2**63)
@@ -182,6 +207,8 @@ class TrainConfig(_Section):
     loss: LossConfig = Field(default_factory=LossConfig)
     optim: OptimConfig = Field(default_factory=OptimConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
+    finetune: FinetuneConfig | None = None  # start from a trained model (train/finetune.py)
+    uncertainty: UncertaintyOptions = Field(default_factory=UncertaintyOptions)
 
     @field_validator("schema_version")
     @classmethod

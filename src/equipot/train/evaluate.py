@@ -12,6 +12,7 @@ from equipot.data.dataset import GraphDataset
 from equipot.model.energy_model import EnergyModel
 from equipot.physics.derivatives import predict
 from equipot.train.distributed import Comm
+from equipot.train.labels import dataset_labels, label_meta, with_labels
 from equipot.train.loss import LossFunction, Normalisation, loss_terms
 from equipot.train.metrics import ErrorAccumulator
 
@@ -60,6 +61,7 @@ def evaluate_dataset(
     parity: ParityData | None = None,
     frozen: bool = True,
     loss: LossFunction | None = None,
+    born_charges: bool | None = None,
 ) -> ErrorAccumulator:
     """Accumulate errors of ``model`` over ``dataset`` (sharded over processes if ``comm``).
 
@@ -67,16 +69,28 @@ def evaluate_dataset(
     per-atomic-number energy subtracted from the labels (for models trained on referenced
     energies). Stresses are evaluated where the data has them (``stress=None``). With
     ``loss``, the training loss over the whole data set is accumulated too (``loss_sum``).
+    Tensor labels of the data set are compared with the model's heads (``born_charges``:
+    ``bec`` from ∂μ/∂r of its dipole head; default: where the data has ``bec`` and the model
+    a dipole but no ``bec`` head).
     """
     comm = comm or Comm()
     dtype = dtype or model.dtype
     net = frozen_copy(model, dtype, "cpu") if frozen else model
     if stress is None:
         stress = bool(dataset.frame_arrays(["has_stress"])["has_stress"].any())
-    acc = ErrorAccumulator()
+    labels = dataset_labels(dataset)
+    if born_charges is None:
+        heads = model.config.heads
+        born_charges = "bec" in labels and "dipole" in heads and "bec" not in heads
+    acc = ErrorAccumulator(labels=labels)
     if loss is not None:
         meta = dataset.frame_arrays(["has_forces", "has_stress"])
-        norm = Normalisation.of(dataset.num_atoms(), meta["has_forces"], meta["has_stress"])
+        norm = Normalisation.of(
+            dataset.num_atoms(),
+            meta["has_forces"],
+            meta["has_stress"],
+            label_meta(dataset, {n: 1.0 for n in labels}),
+        )
     starts = range(comm.rank * batch_size, len(dataset), comm.world_size * batch_size)
     with torch.enable_grad():
         for start in starts:
@@ -84,6 +98,10 @@ def evaluate_dataset(
                 np.arange(start, min(start + batch_size, len(dataset))), dtype, energy_reference
             )
             pred = predict(net, batch.graph, forces=True, stress=stress)
+            if labels:
+                pred.outputs = predict(
+                    net, batch.graph, forces=False, born_charges=born_charges
+                ).outputs
             acc.update(pred, batch)
             if loss is not None:
                 acc.loss_sum += float(sum(loss_terms(pred, batch, loss, norm).values()).detach())
@@ -112,28 +130,38 @@ def evaluate_file(
     from pathlib import Path
 
     from equipot.data.cache import open_cache
-    from equipot.data.coverage import QUANTITIES, frame_coverage, missing_message
     from equipot.data.readers import DataSource
     from equipot.data.statistics import check_dataset_elements
 
     source = source if isinstance(source, DataSource) else DataSource(path=Path(source))
+    if model.config.heads:  # read the labels the heads predict (and Born charges)
+        source = with_labels(source, model.config, {"bec": 1.0})
     with tempfile.TemporaryDirectory(prefix="equipot-eval-") as tmp:
         path = open_cache(source, model.config.r_max, Path(cache_dir or tmp))
         dataset = GraphDataset(path, in_memory=None, name=str(source.path))
         check_dataset_elements(dataset, model.config.elements)
         parity = ParityData()
         acc = evaluate_dataset(model, dataset, batch_size=batch_size, dtype=dtype, parity=parity)
-        coverage = frame_coverage(dataset)
-        notes = []
-        for quantity in QUANTITIES:
-            if coverage[quantity] == 0:
-                if quantity == "forces" or dataset.frame_arrays(["pbc"])["pbc"].all(axis=1).any():
-                    notes.append(missing_message(source, quantity, dataset))
-            elif coverage[quantity] < coverage["frames"]:
-                notes.append(
-                    f"{quantity} in {coverage[quantity]} of {coverage['frames']} frames of "
-                    f"{source.path} (the {quantity} errors are over those)"
-                )
+        coverage, notes = coverage_notes(source, dataset)
         dataset.close()
     metrics = acc.results() | {"coverage": coverage, "notes": notes}
     return metrics, parity.arrays()
+
+
+def coverage_notes(source, dataset: GraphDataset) -> tuple[dict, list[str]]:
+    """Frames with forces / stress, and what to tell the user about it ("no forces in FILE
+    ...", or how many frames the errors are over); stress only where cells are periodic."""
+    from equipot.data.coverage import QUANTITIES, frame_coverage, missing_message
+
+    coverage = frame_coverage(dataset)
+    notes = []
+    for quantity in QUANTITIES:
+        if coverage[quantity] == 0:
+            if quantity == "forces" or dataset.frame_arrays(["pbc"])["pbc"].all(axis=1).any():
+                notes.append(missing_message(source, quantity, dataset))
+        elif coverage[quantity] < coverage["frames"]:
+            notes.append(
+                f"{quantity} in {coverage[quantity]} of {coverage['frames']} frames of "
+                f"{source.path} (the {quantity} errors are over those)"
+            )
+    return coverage, notes

@@ -24,13 +24,16 @@ COLUMNS = [
 
 
 def write_csv(path: Path, history: list[dict]) -> Path:
-    """All epochs so far (energies in eV, forces in eV/Å, stresses in eV/Å³, time in s)."""
+    """All epochs so far (energies in eV, forces in eV/Å, stresses in eV/Å³, time in s;
+    tensor labels' MAE in their units after the standard columns)."""
     tmp = path.with_name(path.name + ".tmp")
+    extra = [k for k in (history[0] if history else {}) if k not in COLUMNS]
+    columns = COLUMNS + extra
     with open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
+        writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
         for row in history:
-            writer.writerow({k: row.get(k, "") for k in COLUMNS})
+            writer.writerow({k: row.get(k, "") for k in columns})
     tmp.replace(path)
     return path
 

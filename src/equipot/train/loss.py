@@ -3,6 +3,7 @@
     L = w_E · Σ_s c_s ρ(ΔE_s / N_s) / n_E
       + w_F · Σ_(i,a) c_s(i) e_z(i) ρ(ΔF_ia) / n_F
       + w_S · Σ_(s,ab) c_s ρ(Δσ_sab) / n_S
+      + Σ_t w_t · Σ_(rows, components) c ρ(ΔT_t) / n_t      (tensor labels t: dipole, bec…)
 
 ρ(x) = x² (MSE) or 2·Huber_δ(x) (equal to x² for |x| ≤ δ, linear beyond); c_s the config
 weight (file weight × config-type weight), e_z a per-element force weight (rare elements can
@@ -14,7 +15,7 @@ gradients are identical.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -30,6 +31,7 @@ class LossWeights:
     energy: float
     forces: float
     stress: float
+    labels: dict[str, float] = field(default_factory=dict)  # tensor label name → weight
 
 
 @dataclass(frozen=True)
@@ -61,18 +63,32 @@ class LossFunction:
 
 @dataclass(frozen=True)
 class Normalisation:
-    """Counts in the global batch: systems, force components, stress components."""
+    """Counts in the global batch: systems, force components, stress components, and the
+    labelled components of every tensor label."""
 
     energy: int
     forces: int
     stress: int
+    labels: dict[str, int] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, num_atoms: np.ndarray, has_forces: np.ndarray, has_stress: np.ndarray):
+    def of(
+        cls,
+        num_atoms: np.ndarray,
+        has_forces: np.ndarray,
+        has_stress: np.ndarray,
+        labels: dict[str, tuple[np.ndarray, bool, int]] | None = None,
+    ):
+        """``labels``: name → (has (S,), per atom?, components per row)."""
+        counts = {}
+        for name, (has, per_atom, size) in (labels or {}).items():
+            rows = num_atoms[has].sum() if per_atom else has.sum()
+            counts[name] = size * int(rows)
         return cls(
             energy=len(num_atoms),
             forces=3 * int(num_atoms[has_forces].sum()),
             stress=9 * int(has_stress.sum()),
+            labels=counts,
         )
 
 
@@ -98,4 +114,16 @@ def loss_terms(
         difference = torch.where(mask, pred.stress - batch.stress, 0.0)
         penalty = loss.penalty(difference).sum((1, 2))
         terms["stress"] = w.stress * (config * penalty).sum() / max(norm.stress, 1)
+    for name, weight in w.labels.items():
+        if not weight or name not in batch.labels:
+            continue
+        reference = batch.labels[name].to(dtype)
+        per_atom = name in batch.per_atom_labels
+        has = batch.has_labels[name]
+        row_weight = config * has.to(dtype)
+        if per_atom:
+            row_weight = row_weight[batch.graph.batch]
+        value = pred.outputs[name].reshape(reference.shape)
+        penalty = loss.penalty(value - reference).sum(1)
+        terms[name] = weight * (row_weight * penalty).sum() / max(norm.labels.get(name, 0), 1)
     return terms

@@ -16,9 +16,11 @@ _QUANTITIES = ("energy", "energy_per_atom", "forces", "stress")
 class ErrorAccumulator:
     """Running sums; ``results()`` gives MAE / RMSE in eV, eV/atom, eV/Å, eV/Å³."""
 
-    def __init__(self, per_element: bool = True):
+    def __init__(self, per_element: bool = True, labels=()):
         self.per_element = per_element
-        self.sums = np.zeros((len(_QUANTITIES), 3))  # rows: quantity; cols: |e|, e², count
+        self.labels = tuple(labels)  # tensor labels (train/labels.py), after the quantities
+        self.quantities = _QUANTITIES + self.labels
+        self.sums = np.zeros((len(self.quantities), 3))  # rows: quantity; cols: |e|, e², count
         self.element_sums = np.zeros((119, 3))  # force components by element
         self.loss_sum = 0.0  # the training loss, if the caller adds it (see evaluate_dataset)
 
@@ -39,6 +41,14 @@ class ErrorAccumulator:
             np.add.at(self.element_sums, (z, 2), 1.0)
         if pred.stress is not None and bool(batch.has_stress.any()):
             self._add(3, (pred.stress - batch.stress).detach().double()[batch.has_stress])
+        for row, name in enumerate(self.labels, start=len(_QUANTITIES)):
+            if name not in batch.labels or name not in pred.outputs:
+                continue
+            reference = batch.labels[name]
+            has = batch.has_labels[name]
+            mask = has[g.batch] if name in batch.per_atom_labels else has
+            error = pred.outputs[name].detach().reshape(reference.shape) - reference
+            self._add(row, error.double()[mask])
 
     def _add(self, row: int, errors: torch.Tensor) -> None:
         e = errors.reshape(-1)
@@ -59,7 +69,7 @@ class ErrorAccumulator:
     # --------------------------------------------------------------- results
     def results(self) -> dict:
         out: dict = {}
-        for row, name in enumerate(_QUANTITIES):
+        for row, name in enumerate(self.quantities):
             abs_sum, sq_sum, count = self.sums[row]
             if count:
                 out[f"{name}_mae"] = float(abs_sum / count)

@@ -61,6 +61,13 @@ class TrainingModel(nn.Module):
     def dtype(self) -> torch.dtype:
         return self.net.dtype
 
+    def local_energies(self, graph: AtomicGraph):
+        return self.net.local_energies(graph)
+
+    @property
+    def heads(self):
+        return self.net.heads
+
     def set_execution(self, **kwargs) -> TrainingModel:
         self.net.set_execution(**kwargs)
         return self
@@ -82,7 +89,9 @@ class TrainingModel(nn.Module):
         if self.shift_delta is not None:
             atomic = atomic + self.shift_delta * self.coordination(graph)
         energy = torch.zeros_like(out.energy).index_add(0, graph.batch, atomic)
-        return ModelOutput(energy=energy, atomic_energies=atomic)
+        return ModelOutput(
+            energy=energy, atomic_energies=atomic, outputs=out.outputs, charges=out.charges
+        )
 
     def export(self, dtype: torch.dtype | None = None) -> EnergyModel:
         """The complete model (E0 + δ in its config) with this network's weights."""
@@ -99,8 +108,10 @@ class TrainingModel(nn.Module):
         model.load_state_dict(self.net.state_dict())
         return model
 
+    head_name: str | None = None  # a fine-tuned model's head (equipot.transfer.heads)
+
     def save(self, path: Path, extra: dict | None = None) -> Path:
-        return self.export().save(path, extra=extra)
+        return self.export().save(path, extra=extra, head_name=self.head_name)
 
 
 def learnable_e0(

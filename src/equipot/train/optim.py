@@ -10,11 +10,21 @@ from torch import nn
 from equipot.train.config import OptimConfig
 
 
-def make_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:
+def make_optimizer(
+    model: nn.Module, cfg: OptimConfig, lr_scale: dict[str, float] | None = None
+) -> torch.optim.Optimizer:
+    """Adam(W) over the trainable parameters; with ``lr_scale`` (fine-tuning), one parameter
+    group per kind (embedding / interactions / readout / baseline), lr × its scale."""
     cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+    if lr_scale:
+        from equipot.train.finetune import optimizer_groups
+
+        params = optimizer_groups(model, lr_scale)
+    else:
+        params = [p for p in model.parameters() if p.requires_grad]
     # foreach: one kernel per operation over all tensors (less per-step Python overhead)
     return cls(
-        model.parameters(),
+        params,
         lr=cfg.lr,
         weight_decay=cfg.weight_decay,
         amsgrad=cfg.amsgrad,
@@ -59,7 +69,7 @@ class LRSchedule:
     def apply(self, optimizer: torch.optim.Optimizer, progress: float, epoch: float) -> float:
         lr = self.lr(progress, epoch)
         for group in optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)
         return lr
 
     def end_of_epoch(self, valid_loss: float) -> None:

@@ -23,6 +23,7 @@ from equipot.data.statistics import check_dataset_elements, compute_statistics, 
 from equipot.model.config import ModelConfig
 from equipot.persist import atomic_write
 from equipot.train.config import TrainConfig, save_config
+from equipot.train.labels import check_present, head_scales, label_weights, with_labels
 
 
 @dataclass
@@ -45,6 +46,7 @@ class Prepared:
     statistics: dict
     data_hashes: dict = field(default_factory=dict)  # part → SHA-256 of its source file
     coverage: dict = field(default_factory=dict)  # part → frames with forces / stress
+    finetune: object | None = None  # FinetunePlan of a fine-tuning run (train/finetune.py)
 
     def energy_reference(self) -> np.ndarray:
         """(119,) E0 per atomic number, subtracted from the labels during training."""
@@ -59,6 +61,9 @@ def cache_dir(config: TrainConfig) -> Path:
 
 
 def _part(source: DataSource, config: TrainConfig, verbose: bool, indices=None) -> DataPart:
+    arch = config.check_model(config.model.elements or ["H"])
+    if arch.heads:  # tensor labels the heads train on
+        source = with_labels(source, arch, label_weights(arch, config.loss.label_weights))
     path = open_cache(source, config.model.r_max, cache_dir(config), verbose=verbose)
     if indices is None:
         indices = np.arange(num_frames(path))
@@ -102,6 +107,11 @@ def prepare(
                 np.random.default_rng(d.split_seed).permutation(train.indices)[: d.train_count]
             )
         valid = _part(d.valid, config, verbose)
+    if d.bootstrap_seed is not None:  # same frames, drawn with replacement (a committee member)
+        draw = np.random.default_rng(d.bootstrap_seed).integers(
+            0, len(train.indices), len(train.indices)
+        )
+        train = DataPart(train.cache, np.sort(train.indices[draw]), train.name)
 
     if model_config is None:
         train_set = train.open(d.in_memory)
@@ -124,6 +134,16 @@ def prepare(
             avg_num_neighbors=stats["avg_num_neighbors"],
             **config.model.architecture(),
         )
+        if model_config.heads:
+            weights = label_weights(model_config, config.loss.label_weights)
+            check_present(train_set, with_labels(d.train, model_config, weights), weights)
+            scales = head_scales(train_set, model_config, weights)
+            stats["head_scales"] = scales
+            heads = {
+                name: head.model_copy(update={"scale": scales.get(name, head.scale)})
+                for name, head in model_config.heads.items()
+            }
+            model_config = model_config.model_copy(update={"heads": heads})
     else:
         stats = {k: getattr(model_config, k) for k in ("e0", "scale", "shift", "avg_num_neighbors")}
     for part in (valid, test):

@@ -2,7 +2,7 @@
 
 A resumed run must be the same run: the same data (files and their content), split, model,
 loss, optimiser and seed. Only how it is watched (progress bar, plots, checkpoint frequency,
-threads, cache location) may change. ``--extend`` also lets the budget grow
+threads, cache location) and the uncertainty fit done after training may change. ``--extend`` also lets the budget grow
 (``optim.max_epochs``, ``optim.max_time_min``, ``optim.early_stop_patience``): the stored plan
 is then replaced by a longer one (:meth:`equipot.train.plan.TrainingPlan.extended`).
 ``--allow-config-change`` accepts any difference (listed as a warning).
@@ -22,6 +22,7 @@ FREE = {
     "data.in_memory",
     "data.cache_dir",
 }
+FREE_SECTIONS = ("uncertainty.",)  # fitted after training: may change on resume
 BUDGET = {"optim.max_epochs", "optim.max_time_min", "optim.early_stop_patience"}
 
 
@@ -66,7 +67,11 @@ def check_resume(
         if part in old_hashes and old_hashes[part] != digest:
             changes[f"data.{part} (file content, SHA-256)"] = (old_hashes[part][:12], digest[:12])
     budget = {k: v for k, v in changes.items() if k in BUDGET}
-    rest = {k: v for k, v in changes.items() if k not in FREE and k not in BUDGET}
+    rest = {
+        k: v
+        for k, v in changes.items()
+        if k not in FREE and k not in BUDGET and not k.startswith(FREE_SECTIONS)
+    }
     if budget and not extend and not allow_changes:
         raise ResumeRefused(
             f"--resume continues the stored training plan; the budget changed ({_describe(budget)})"

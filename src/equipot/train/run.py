@@ -25,6 +25,7 @@ from equipot.model.io import load_model
 from equipot.persist import atomic_write, remove_stale_temporaries
 from equipot.progress import write as print_line
 from equipot.runtime import tune_allocator
+from equipot.train import finetune
 from equipot.train.checkpoint import load_checkpoint
 from equipot.train.config import TrainConfig
 from equipot.train.distributed import Comm, env_comm, launch
@@ -60,6 +61,8 @@ def train(
     plan). Under ``torchrun`` rank 0 prepares the data while the others wait.
     """
     resume = resume or extend
+    if config.finetune is not None:
+        config = finetune.resolve_config(config)
     run_dir = config.output.dir
     checkpoint = run_dir / "checkpoint.pt"
     comm = env_comm()
@@ -76,14 +79,19 @@ def train(
             "it, --extend to train it further, or choose another output.dir"
         )
     model_config = None if state is None else ModelConfig.model_validate_json(state["model_config"])
+    resumed = state is not None
     if main:
         remove_stale_temporaries(checkpoint)
         prepared = prepare(config, model_config=model_config, verbose=verbose)
+        if config.finetune is not None:
+            prepared = finetune.attach(config, prepared, resumed=resumed, verbose=verbose)
     if comm is not None:
         comm.barrier()  # rank 0 has built the caches and written data.json
     if not main:
         known = model_config or prepared_model_config(run_dir)
         prepared = prepare(config, model_config=known, verbose=False, write=False)
+        if config.finetune is not None:
+            prepared = finetune.attach(config, prepared, resumed=resumed, verbose=False)
     plan = (
         None
         if state is None
@@ -143,8 +151,11 @@ def _worker(
         trainer.load_state_dict(load_checkpoint(prepared.run_dir / "checkpoint.pt"), plan)
     state = trainer.train(progress_bar=config.output.progress)
     trainer.plot()
+    uq_report = None
     if comm.is_main:
         trainer.save_model(trainer.averaged_model(), prepared.run_dir / "final.eqp")
+        if config.uncertainty.fit:
+            uq_report = _fit_uncertainty(trainer, config)
     comm.barrier()
     results = {
         "epochs": state.epoch,
@@ -159,9 +170,30 @@ def _worker(
     if prepared.test is not None:
         test_set = prepared.test.open(config.data.in_memory)
         results["test"] = _errors(prepared.run_dir / "best.eqp", trainer, test_set, comm)
+    if uq_report is not None:
+        results["uncertainty"] = uq_report
     if comm.is_main:
         atomic_write(prepared.run_dir / "results.json", json.dumps(results, indent=1))
     comm.barrier()  # every rank reads results.json after this
+
+
+def _fit_uncertainty(trainer: Trainer, config: TrainConfig) -> dict:
+    """Uncertainty fit (training split) and calibration (validation split) of both models."""
+    from equipot.uq.workflow import attach_after_training
+
+    loss = config.loss
+    options = {
+        "energy_weight": loss.energy_weight,
+        "forces_weight": loss.forces_weight,
+        "element_weights": loss.element_weights,
+    }
+    run_dir = trainer.prepared.run_dir
+    return {
+        name: attach_after_training(
+            run_dir / name, trainer.train_set, trainer.valid_set, options, config.uncertainty
+        )
+        for name in ("best.eqp", "final.eqp")
+    }
 
 
 def _errors(model_path: Path, trainer: Trainer, dataset, comm: Comm) -> dict:

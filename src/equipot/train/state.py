@@ -62,6 +62,7 @@ def capture(trainer: Trainer, epoch_acc: torch.Tensor | None = None) -> dict:
         },
         "data": dict(trainer.prepared.data_hashes),
         "history": s.history,
+        "groups": None if trainer.groups is None else trainer.groups.state_dict(),
     }
 
 
@@ -77,9 +78,11 @@ def restore(
     trainer.state = TrainState(**state["progress"], history=list(state["history"]))
     trainer.plan = plan or TrainingPlan.from_state(state["plan"])
     sums = state["epoch_sums"]
-    trainer.sums = EpochSums(loss_sum=float(sums["loss_sum"]), lr=float(sums["lr"]))
+    trainer.sums = trainer.new_sums(loss_sum=float(sums["loss_sum"]), lr=float(sums["lr"]))
     if local_sums or trainer.comm.is_main:  # global sums: rank 0 holds them, others add theirs
         trainer.sums.acc.load_tensor(sums["acc"].double())
+    if trainer.groups is not None and state.get("groups") is not None:
+        trainer.groups.load_state_dict(state["groups"])
     trainer.loss = trainer.loss.with_weights(trainer.stage_weights(trainer.state.stage))
 
 

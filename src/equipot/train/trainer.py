@@ -1,8 +1,9 @@
 """The training loop of one process (see :mod:`equipot.train.run` for launching it).
 
 Per step: the global batch's frames for this process → :meth:`Trainer.loss_and_gradients`
-(``predict(..., create_graph=True)`` → weighted loss → backward) → gradients summed over
-processes → finite? (else roll back: :mod:`equipot.train.guard`) → clip → optimiser → EMA.
+(:func:`~equipot.train.fused_step.loss_and_gradients`: the fused C++ second-order engine on
+the CPU, autograd elsewhere) → gradients summed over processes → finite? (else roll back:
+:mod:`equipot.train.guard`) → clip → optimiser → EMA.
 Per epoch: validation with the EMA weights, CSV / PNG log, checkpoint, best model file.
 The number of steps is the training plan's (:mod:`equipot.train.plan`); checkpoints are also
 written inside epochs (``output.checkpoint_minutes`` / ``checkpoint_steps``), and a resumed
@@ -19,17 +20,21 @@ import numpy as np
 import torch
 
 from equipot.model.builder import resolve_dtype
-from equipot.physics.derivatives import predict
 from equipot.progress import progress_bar
 from equipot.progress import write as print_line
 from equipot.train import checkpoint as ckpt
 from equipot.train.config import TrainConfig
 from equipot.train.distributed import Comm, sync_gradients
 from equipot.train.evaluate import evaluate_dataset
+from equipot.train.finetune import build_training_model
+from equipot.train.fused_step import loss_and_gradients
+from equipot.train.group_balance import GroupBalancer
 from equipot.train.guard import Interrupts, Snapshot, TrainingInterrupted, roll_back
 from equipot.train.history import plot_learning_curve, write_csv
-from equipot.train.loss import LossFunction, LossWeights, Normalisation, loss_terms
-from equipot.train.model import TrainingModel, learnable_e0
+from equipot.train.labels import derived_born_charges, initialise_heads, label_meta, label_weights
+from equipot.train.loss import LossFunction, LossWeights, Normalisation
+from equipot.train.metrics import ErrorAccumulator
+from equipot.train.model import TrainingModel
 from equipot.train.optim import EMA, LRSchedule, make_optimizer
 from equipot.train.plan import TrainingPlan
 from equipot.train.prepare import Prepared
@@ -54,22 +59,19 @@ class Trainer:
         self.reference = prepared.energy_reference()
         # The network learns E − Σ E0 (labels referenced in float64); E0 is put back in the
         # saved model files. Same function, but float32 training keeps sub-meV resolution.
-        self.model = TrainingModel(
-            prepared.model_config,
-            seed=config.seed,
-            dtype=self.dtype,
-            learn_e0=learnable_e0(
-                config.optim.learn_e0,
-                prepared.statistics.get("e0_source", {}),
-                prepared.model_config.elements,
-            ),
-            learn_shift=config.optim.learn_shift,
-        )
-        self.optimizer = make_optimizer(self.model, config.optim)
+        self.model = build_training_model(config, prepared)  # fine-tuning: from a base model
+        model_config = prepared.model_config
+        self.label_weights = label_weights(model_config, config.loss.label_weights)
+        self.born_charges = derived_born_charges(model_config, self.label_weights)
+        self.label_meta = label_meta(self.train_set, self.label_weights)
+        if config.finetune is None:  # a fine-tuned model keeps its base model's heads
+            initialise_heads(self.model, self.train_set, self.dtype)  # resume overwrites it
+        lr_scale = config.finetune.lr_scale if config.finetune else {}
+        self.optimizer = make_optimizer(self.model, config.optim, lr_scale)
         self.schedule = LRSchedule(config.optim)
         decay = config.optim.ema_decay
         self.ema = EMA(self.model, decay) if decay else None
-        self.state, self.sums = TrainState(), EpochSums()
+        self.state, self.sums = TrainState(), self.new_sums()
         o = config.optim
         per_epoch = math.ceil(len(self.train_set) / o.batch_size)
         self.plan = TrainingPlan.create(per_epoch, o.max_epochs, o.max_time_min)
@@ -82,6 +84,7 @@ class Trainer:
         )
         for dataset in (self.train_set, self.valid_set):
             dataset.set_config_type_weights(lc.config_type_weights)
+        self.groups = GroupBalancer.create(lc, self.train_set)  # group weights / group DRO
         self.run_dir = prepared.run_dir
         self._last_plot = -math.inf
         self._last_checkpoint = time.perf_counter()
@@ -92,7 +95,14 @@ class Trainer:
     # ------------------------------------------------------------------ state
     def stage_weights(self, stage: int) -> LossWeights:
         src = self.config.optim.stage_two if stage == 2 else self.config.loss
-        return LossWeights(src.energy_weight, src.forces_weight, src.stress_weight)
+        return LossWeights(
+            src.energy_weight, src.forces_weight, src.stress_weight, self.label_weights
+        )
+
+    def new_sums(self, **values) -> EpochSums:
+        """Empty running sums of an epoch (``values``: loss_sum, lr)."""
+        acc = ErrorAccumulator(per_element=False, labels=self.label_weights)
+        return EpochSums(acc=acc, **values)
 
     def state_dict(self, epoch_acc: torch.Tensor | None = None) -> dict:
         """Everything a checkpoint holds (``epoch_acc``: the epoch's global error sums)."""
@@ -190,20 +200,28 @@ class Trainer:
         return True
 
     def loss_and_gradients(self, positions: np.ndarray, norm: Normalisation) -> float:
-        """This process's share of a global batch: accumulate ∂L/∂θ into ``.grad`` and the
-        errors into the epoch sums; return this process's part of the loss (the parts of all
-        processes add up to the batch loss). One call per optimiser step."""
+        """This process's share of a global batch: accumulate ∂L/∂θ into ``.grad`` (the
+        fused step) and the errors into the epoch sums, update the group weights (group DRO,
+        collective); return this process's part of the loss (the parts of all processes add
+        up to the batch loss). One call per optimiser step."""
         comm = self.comm
         mine = positions[comm.rank :: comm.world_size]
-        if not len(mine):
-            return 0.0
-        batch = self.train_set.batch(mine, self.dtype, self.reference)
-        want_stress = bool(self.loss.weights.stress) and bool(batch.has_stress.any())
-        pred = predict(self.model, batch.graph, forces=True, stress=want_stress, create_graph=True)
-        loss = sum(loss_terms(pred, batch, self.loss, norm).values())
-        loss.backward()
-        self.sums.acc.update(pred, batch)
-        return float(loss.detach())
+        loss_value, pred, batch = 0.0, None, None
+        if len(mine):
+            batch = self.train_set.batch(mine, self.dtype, self.reference)
+            want_stress = bool(self.loss.weights.stress) and bool(batch.has_stress.any())
+            loss_value, pred = loss_and_gradients(
+                self.model,
+                batch,
+                self.loss,
+                norm,
+                stress=want_stress,
+                born_charges=self.born_charges,
+            )
+            self.sums.acc.update(pred, batch)
+        if self.groups is not None:  # group DRO: reweight groups for the next step
+            self.groups.observe(pred, batch, self.loss, comm)
+        return float(loss_value)
 
     def _step(self, positions: np.ndarray, start: float) -> tuple[float, float, dict]:
         """One optimiser step unless the loss or gradient is not finite (then nothing changes
@@ -211,7 +229,10 @@ class Trainer:
         processes)."""
         cfg, comm = self.config, self.comm
         norm = Normalisation.of(
-            self.n_atoms[positions], self.has_forces[positions], self.has_stress[positions]
+            self.n_atoms[positions],
+            self.has_forces[positions],
+            self.has_stress[positions],
+            {n: (has[positions], *rest) for n, (has, *rest) in self.label_meta.items()},
         )
         self.optimizer.zero_grad(set_to_none=False)
         loss = self.loss_and_gradients(positions, norm)
@@ -279,6 +300,7 @@ class Trainer:
             energy_reference=self.reference,
             comm=self.comm,
             loss=self.loss,
+            born_charges=self.born_charges,
         )
         valid_loss, metrics = valid.loss_sum, valid.results()
         if not math.isfinite(valid_loss):
@@ -291,7 +313,7 @@ class Trainer:
             s.best_loss, s.best_epoch = valid_loss, s.epoch - 1
         self.schedule.end_of_epoch(valid_loss)
         s.failures = 0
-        self.sums = EpochSums()
+        self.sums = self.new_sums()
         if self.comm.is_main:
             if improved:
                 self.save_model(model, self.run_dir / "best.eqp", metrics)
@@ -320,7 +342,10 @@ class Trainer:
         s.elapsed = float(comm.all_reduce_(clock)[0])
         if self.plan.due_to_fix(s.elapsed, end_of_epoch=True):
             self._fix_plan()
-        return epoch_row(s, self.sums, batches, train, valid_loss, metrics)
+        row = epoch_row(s, self.sums, batches, train, valid_loss, metrics)
+        return row | {
+            f"valid_{n}_mae": metrics.get(f"{n}_mae", math.nan) for n in self.label_weights
+        }
 
     def save_checkpoint(self) -> None:
         """Write checkpoint.pt (rank 0); every process calls it at the same step."""

@@ -1,0 +1,185 @@
+"""LAMMPS (pair_style equipot) steps/s on 1 and 2 MPI ranks vs equipot's own MD engine.
+
+Same model and systems as benchmarks/md_speed.py (random weights, channels 64, hidden l ≤ 1,
+l_max 3, 2 layers, correlation 3, r_max 5 Å; NVE, Δt = 0.5 fs, 300 K start): fcc Cu 2,048 and
+32,000 atoms (a = 3.61 Å) and aspirin in a periodic 30 Å box. Both codes get the machine's 2
+cores: LAMMPS as 1 rank × 2 threads and 2 ranks × 1 thread; our engine with 2 threads.
+`--peers` also runs benchmarks/md_speed.py (our engine, ASE + our calculator, ASE + MACE) for
+aspirin and Cu-2,048 in the same invocation. `--memory N [N ...]` runs fcc Cu with N atoms on
+one rank for 2 steps and reports the peak RSS (largest system that fits, memory per atom).
+
+    flock /work/coord/cpu.lock python benchmarks/lammps_speed.py --systems cu2048 --steps 5
+
+Writes benchmarks/out/lammps_speed.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+OUT = HERE / "out"
+CELLS = {"cu2048": 8, "cu32000": 20}
+
+
+def _model(path: Path) -> Path:
+    import equipot
+    from equipot.lammps import export_model
+
+    model = equipot.build_model(
+        ["H", "C", "O", "Cu"],
+        r_max=5.0,
+        l_max=3,
+        channels=64,
+        hidden_l_max=1,
+        num_layers=2,
+        correlation=3,
+        seed=0,
+        dtype="float64",
+    )
+    export_model(model, path)
+    return path
+
+
+def _structure(name: str):
+    import numpy as np
+    from ase.build import bulk
+
+    if name == "aspirin":
+        from ase import Atoms
+
+        d = np.load("/work/shared/data/rmd17/rmd17_aspirin_train_01.npz")  # rMD17 frame 0
+        atoms = Atoms(d["nuclear_charges"], d["coords"][0])
+        atoms.cell = [30.0, 30.0, 30.0]
+        atoms.center()
+        atoms.pbc = True
+        return atoms
+    atoms = bulk("Cu", "fcc", a=3.61, cubic=True).repeat(CELLS.get(name, 8))
+    atoms.rattle(0.05, seed=1)
+    return atoms
+
+
+def _write_inputs(work: Path, name: str, model: Path, plugin: Path, steps: int) -> None:
+    from ase.io import write
+
+    atoms = _structure(name)
+    elements = sorted(set(atoms.get_chemical_symbols()), key=["H", "C", "O", "Cu"].index)
+    write(
+        work / "data.lmp",
+        atoms,
+        format="lammps-data",
+        specorder=elements,
+        masses=True,
+        units="metal",
+        atom_style="atomic",
+    )
+    (work / "in.bench").write_text(
+        f"""units metal
+atom_style atomic
+boundary p p p
+read_data data.lmp
+plugin load {plugin}
+pair_style equipot
+pair_coeff * * {model} {" ".join(elements)}
+neighbor 1.0 bin
+velocity all create 300.0 12345 mom yes dist gaussian
+timestep 0.0005
+fix integrate all nve
+thermo 1
+run 1
+run {steps}
+"""
+    )
+
+
+def _lammps(work: Path, ranks: int, threads: int) -> dict:
+    bindir = Path(sys.executable).parent
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    command = [
+        "/usr/bin/time",
+        "-f",
+        "maxrss_kb %M",
+        str(bindir / "mpirun"),
+        "-np",
+        str(ranks),
+        str(bindir / "lmp"),
+        "-in",
+        "in.bench",
+        "-log",
+        "log.bench",
+    ]
+    done = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(done.stdout[-2000:] + done.stderr[-2000:])
+    loops = re.findall(r"Loop time of ([0-9.eE+-]+) on \d+ procs for (\d+) steps", done.stdout)
+    seconds, steps = float(loops[-1][0]), int(loops[-1][1])
+    rss = int(re.findall(r"maxrss_kb (\d+)", done.stderr)[-1])
+    return {"steps_per_s": steps / seconds, "steps": steps, "max_rss_gb_one_process": rss / 1e6}
+
+
+def _engine(name: str, model: Path, steps: int) -> dict:
+    import torch
+
+    import equipot
+    from equipot.sim import ModelPotential, SimState, nve
+
+    torch.set_num_threads(2)
+    potential = ModelPotential(equipot.load_model(model), dtype="float64")
+    state = nve.init(SimState.from_atoms(_structure(name), temperature=300.0, seed=0), potential)
+    state = nve.step(state, potential, dt=0.5)
+    start = time.perf_counter()
+    for _ in range(steps):
+        state = nve.step(state, potential, dt=0.5)
+    return {"steps_per_s": steps / (time.perf_counter() - start), "steps": steps}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--systems", nargs="+", default=["aspirin", "cu2048", "cu32000"])
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--memory", nargs="*", type=int, default=[])
+    parser.add_argument("--peers", action="store_true")
+    args = parser.parse_args()
+    from equipot.lammps import build_plugin
+
+    OUT.mkdir(exist_ok=True)
+    results = {"uptime_before": os.popen("uptime").read().strip(), "systems": {}}
+    plugin, model = build_plugin(), _model(OUT / "lammps_bench_model.eqp")
+    for name in args.systems:
+        steps = args.steps * (20 if name == "aspirin" else 1)
+        work = OUT / f"lammps_{name}"
+        work.mkdir(exist_ok=True)
+        _write_inputs(work, name, model, plugin, steps)
+        row = {
+            "lammps_1rank_2threads": _lammps(work, 1, 2),
+            "lammps_2ranks_1thread": _lammps(work, 2, 1),
+            "equipot_engine_2threads": _engine(name, model, steps),
+        }
+        print(name, json.dumps(row), flush=True)
+        results["systems"][name] = row
+    for n_cells in args.memory:
+        work = OUT / f"lammps_memory_{n_cells}"
+        work.mkdir(exist_ok=True)
+        CELLS[f"cu_{n_cells}"] = n_cells
+        _write_inputs(work, f"cu_{n_cells}", model, plugin, 1)
+        row = _lammps(work, 1, 2)
+        row["atoms"] = 4 * n_cells**3
+        row["kb_per_atom"] = row["max_rss_gb_one_process"] * 1e6 / row["atoms"]
+        print("memory", json.dumps(row), flush=True)
+        results.setdefault("memory", []).append(row)
+    if args.peers:
+        for name in ("aspirin", "cu2048"):
+            subprocess.run([sys.executable, str(HERE / "md_speed.py"), "--only", name], check=True)
+    results["uptime_after"] = os.popen("uptime").read().strip()
+    (OUT / "lammps_speed.json").write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

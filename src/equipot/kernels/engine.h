@@ -1,0 +1,570 @@
+// Whole-model inference pass for frozen models: atomic energies and the gradient of the total
+// energy with respect to every edge vector, in one call (the maths and the Python side are in
+// equipot/model/inference.py; the tests check it against autograd on the reference modules).
+//
+// On small molecules the model's arithmetic takes a fraction of a millisecond, and running it
+// as ~250 separate PyTorch operations plus an autograd graph costs several times that. Here
+// the same operations (ATen matrix products, the fused kernels of tp_sc.h, a few loops) run
+// back to back in C++, with the first-order backward pass written out.
+//
+// This header needs ATen only (no Python, no pybind11): the Python binding (inference.cpp)
+// and the LAMMPS pair style (equipot/lammps) share it.
+#pragma once
+
+#include "tp_sc.h"
+
+#include <cmath>
+
+namespace equipot {
+
+using at::Tensor;
+
+namespace detail {
+
+// Linear maps act per spherical component d with the weights of its degree l(d); they are
+// stored expanded to one matrix per component, (D, C_in, C_out), so that each map is a single
+// batched product (per_component) instead of one product per degree.
+struct Layer {
+  Tensor up, up_t;                     // linear_up (D_in, C, C) and ᵀ; undefined in layer 0
+  std::vector<Tensor> mlp;             // radial MLP; SiLU normalisation folded into w[1:]
+  Tensor table_y, table_m, table_s;    // or R(r) tabulated: R, h·R', h²·R'' at the nodes
+  Tensor mix, mix_t;                   // path mixing (D_A, P_max*C, C), 1/n̄ folded in, and ᵀ
+  int64_t num_columns = 0;             // D_A * P_max: TP output column (d, path rank)
+  PathTables tables;
+  std::vector<Tensor> sc_factors, sc_outputs, sc_values;  // symmetric-contraction terms
+  std::vector<int64_t> sc_entries;
+  int64_t dim_b = 0;                   // components of B
+  Tensor out, out_t;                   // linear_out (D_out, C, C) and ᵀ
+  Tensor sc, sc_t;                     // skip path (D_sc, C, E*C): all elements side by side
+  std::vector<Tensor> readout;         // [(C,1)] or [(C,H), (H,1)] (SiLU scale folded in)
+};
+
+struct Saved {  // what the backward pass needs from one layer's forward pass
+  Tensor h_in, h_up, A, readout_pre;
+  Tensor R;                  // only when the edge block ran as a single chunk
+  std::vector<Tensor> pre;   // radial-MLP pre-activations, same condition
+};
+
+template <typename T>
+inline void silu_grad_mul(Tensor& g, const Tensor& z) {  // g *= SiLU'(z), in place
+  T* gp = g.data_ptr<T>();
+  const T* zp = z.data_ptr<T>();
+  at::parallel_for(0, g.numel(), 16384, [&](int64_t a, int64_t b) {
+    for (int64_t i = a; i < b; ++i) {
+      const T s = T(1) / (T(1) + std::exp(-zp[i]));
+      gp[i] *= s * (T(1) + zp[i] * (T(1) - s));
+    }
+  });
+}
+
+// out[n, m, c] += every[n, m, z_n*C + c] for m < every.size(1): each atom's own element's
+// block of a product against all elements' weights side by side.
+template <typename T>
+void add_selected(Tensor& out, const Tensor& every, const int64_t* species, int64_t C) {
+  const int64_t N = out.size(0), D = out.size(1), rows = every.size(1), width = every.size(2);
+  T* o = out.data_ptr<T>();
+  const T* e = every.data_ptr<T>();
+  at::parallel_for(0, N, 64, [&](int64_t n0, int64_t n1) {
+    for (int64_t n = n0; n < n1; ++n)
+      for (int64_t m = 0; m < rows; ++m) {
+        T* dst = o + (n * D + m) * C;
+        const T* src = e + (n * rows + m) * width + species[n] * C;
+        for (int64_t c = 0; c < C; ++c) dst[c] += src[c];
+      }
+  });
+}
+
+// y[n, d] = x[n, d] @ w[d] for the first w.size(0) components d of x (N, D, C).
+inline Tensor per_component(const Tensor& x, const Tensor& w) {
+  return at::bmm(x.narrow(1, 0, w.size(0)).transpose(0, 1), w).transpose(0, 1).contiguous();
+}
+
+}  // namespace detail
+
+using detail::Layer;
+using detail::Saved;
+using detail::add_selected;
+using detail::per_component;
+using detail::silu_grad_mul;
+
+// Node features of atoms that are not centres (ghosts: atoms owned by another MPI rank or
+// periodic images, LAMMPS) are the owners' features, so a multi-layer model needs them
+// exchanged between layers. The engine calls forward(h) after each layer but the last, with h
+// (N_all, D, C) filled for the centres (rows < N_centre): fill the ghost rows from their
+// owners. In the backward pass it calls reverse(g) with g = dE/dh (N_all, D, C): add the ghost
+// rows to their owners' rows (they are not read afterwards).
+struct GhostExchange {
+  virtual ~GhostExchange() = default;
+  virtual void forward(Tensor& h) = 0;
+  virtual void reverse(Tensor& g) = 0;
+};
+
+class InferenceEngine {
+ public:
+  InferenceEngine(double r_max, int64_t envelope_p, std::vector<double> frequencies,
+                  double prefactor, Tensor sh_coefficients, std::vector<int64_t> sh_exponents,
+                  int64_t lmax_sh, double inv_avg, double scale, double shift, Tensor e0,
+                  Tensor embedding, int64_t chunk_slots, double table_step)
+      : r_max_(r_max), p_(envelope_p), freq_(std::move(frequencies)), pref_(prefactor),
+        sh_coeff_(sh_coefficients.contiguous()), exps_(std::move(sh_exponents)),
+        lmax_sh_(lmax_sh), inv_avg_(inv_avg), scale_(scale), shift_(shift),
+        e0_(e0.contiguous()), embedding_(embedding.contiguous()), chunk_slots_(chunk_slots),
+        step_(table_step) {}
+
+  void add_layer(Tensor up, std::vector<Tensor> mlp, Tensor table_y, Tensor table_m,
+                 Tensor table_s, Tensor mix, int64_t num_columns, std::vector<Tensor> tp_tables,
+                 std::vector<Tensor> sc_factors, std::vector<Tensor> sc_outputs,
+                 std::vector<Tensor> sc_values, int64_t dim_b, Tensor out, Tensor sc,
+                 Tensor sc_t, std::vector<Tensor> readout) {
+    Layer L;
+    if (up.numel()) {
+      L.up = up.contiguous();
+      L.up_t = up.transpose(1, 2).contiguous();
+    }
+    for (auto& w : mlp) L.mlp.push_back(w.contiguous());
+    if (table_y.numel()) {
+      L.table_y = table_y.contiguous();
+      L.table_m = table_m.contiguous();
+      L.table_s = table_s.contiguous();
+    }
+    L.mix = mix.contiguous();
+    L.mix_t = mix.transpose(1, 2).contiguous();
+    L.num_columns = num_columns;
+    L.tables = make_tables(tp_tables[0], tp_tables[1], tp_tables[2], tp_tables[3], tp_tables[4]);
+    for (size_t v = 0; v < sc_factors.size(); ++v) {
+      L.sc_factors.push_back(sc_factors[v].contiguous());
+      L.sc_outputs.push_back(sc_outputs[v].contiguous());
+      L.sc_values.push_back(sc_values[v].contiguous());
+      L.sc_entries.push_back(sc_outputs[v].size(0));
+    }
+    L.dim_b = dim_b;
+    L.out = out.contiguous();
+    L.out_t = out.transpose(1, 2).contiguous();
+    if (sc.numel()) {
+      L.sc = sc.contiguous();
+      L.sc_t = sc_t.contiguous();
+    }
+    for (auto& w : readout) L.readout.push_back(w.contiguous());
+    layers_.push_back(std::move(L));
+  }
+
+  // vectors (N, K, 3) in the padded slot layout; neighbors (N, K); counts (N,); species (N,).
+  // Returns [atomic energies (N,), dE/dvectors (N, K, 3) or an undefined tensor, readout
+  // features (N, D) or an undefined tensor]. The features are what each layer's last readout
+  // matrix multiplies (h'⁰, or SiLU(h'⁰ W₁) without the SiLU normalisation), side by side.
+  // With ``ghosts``, the first N atoms are the centres and species (N_all,) ≥ N also lists the
+  // ghost atoms that neighbors may point to (see GhostExchange).
+  std::vector<Tensor> run(Tensor vectors, Tensor neighbors, Tensor counts, Tensor species,
+                          bool gradient, GhostExchange* ghosts = nullptr,
+                          bool features = false) {
+    TORCH_CHECK(vectors.scalar_type() == embedding_.scalar_type(),
+                "inference engine built for another dtype");
+    TORCH_CHECK(ghosts ? species.size(0) >= neighbors.size(0)
+                       : species.size(0) == neighbors.size(0),
+                "species must list every centre (and, with a ghost exchange, every ghost)");
+    vectors = vectors.contiguous();
+    neighbors = neighbors.contiguous();
+    counts = counts.contiguous();
+    species = species.contiguous();
+    // Results go into ordinary tensors; everything in between runs in inference mode (no
+    // autograd dispatch or version counting: per-operation overhead is what this saves).
+    Tensor atomic = at::empty({neighbors.size(0)}, vectors.options());
+    Tensor grad = gradient ? at::empty_like(vectors) : Tensor();
+    int64_t width = 0;
+    for (const Layer& L : layers_) width += L.readout.back().size(0);
+    Tensor feats = features ? at::empty({neighbors.size(0), width}, vectors.options()) : Tensor();
+    {
+      c10::InferenceMode guard;
+      AT_DISPATCH_FLOATING_TYPES(vectors.scalar_type(), "inference", [&] {
+        auto out =
+            run_impl<scalar_t>(vectors, neighbors, counts, species, gradient, ghosts, features);
+        atomic.copy_(out[0]);
+        if (gradient) grad.copy_(out[1]);
+        if (features) feats.copy_(out[2]);
+      });
+    }
+    return {atomic, grad, feats};
+  }
+
+  double r_max() const { return r_max_; }
+  int64_t num_layers() const { return int64_t(layers_.size()); }
+  int64_t channels() const { return embedding_.size(1); }
+  int64_t num_elements() const { return embedding_.size(0); }
+  // Spherical components of the features that layer t passes on (the ghost-exchange width).
+  int64_t feature_components(int64_t t) const { return layers_[t].out.size(0); }
+  at::ScalarType dtype() const { return embedding_.scalar_type(); }
+
+ private:
+  double r_max_;
+  int64_t p_;
+  std::vector<double> freq_;
+  double pref_;
+  Tensor sh_coeff_;            // (U, (lmax_sh+1)^2): Y = monomials(û) @ coeff
+  std::vector<int64_t> exps_;  // U x 3 exponents of the monomials û_x^a û_y^b û_z^c
+  int64_t lmax_sh_;
+  double inv_avg_, scale_, shift_;
+  Tensor e0_, embedding_;
+  int64_t chunk_slots_;
+  double step_;  // node spacing of the radial tables
+  std::vector<Layer> layers_;
+
+  // R(r) from the layer's table by quintic Hermite interpolation between nodes k, k+1 with
+  // t = r/h − k: R = Σ_q H_q(t) c_q over c = (y_k, h y'_k, h² y''_k, h² y''_k+1, h y'_k+1,
+  // y_k+1) — values, slopes and curvatures exact at the nodes, so R is C² (continuous forces
+  // and Hessians). Beyond the last node (the cutoff) R = 0. With ``g`` given, accumulates
+  // ∂E/∂r = Σ_c g_c dR_c/dr instead.
+  template <typename T>
+  void table_rows(const Layer& L, const T* r, int64_t S, T* R, const T* g, T* g_r) const {
+    const int64_t G = L.table_y.size(0), PC = L.table_y.size(1);
+    const T* ty = L.table_y.data_ptr<T>();
+    const T* tm = L.table_m.data_ptr<T>();
+    const T* ts = L.table_s.data_ptr<T>();
+    const T inv_h = T(1.0 / step_);
+    at::parallel_for(0, S, 64, [&](int64_t s0, int64_t s1) {
+      for (int64_t s = s0; s < s1; ++s) {
+        const T x = r[s] * inv_h;
+        int64_t k = int64_t(x);
+        if (k >= G - 1) {  // at or beyond the cutoff
+          if (R) std::fill(R + s * PC, R + (s + 1) * PC, T(0));
+          continue;
+        }
+        const T t = x - T(k), t2 = t * t, t3 = t2 * t, t4 = t3 * t, t5 = t4 * t;
+        const T *y0 = ty + k * PC, *y1 = y0 + PC;
+        const T *m0 = tm + k * PC, *m1 = m0 + PC;
+        const T *s0p = ts + k * PC, *s1p = s0p + PC;
+        T w[6];
+        if (R) {
+          w[0] = T(1) - T(10) * t3 + T(15) * t4 - T(6) * t5;
+          w[1] = t - T(6) * t3 + T(8) * t4 - T(3) * t5;
+          w[2] = T(0.5) * (t2 - T(3) * t3 + T(3) * t4 - t5);
+          w[3] = T(0.5) * (t3 - T(2) * t4 + t5);
+          w[4] = -T(4) * t3 + T(7) * t4 - T(3) * t5;
+          w[5] = T(10) * t3 - T(15) * t4 + T(6) * t5;
+        } else {  // d/dr = (1/h) d/dt
+          w[0] = inv_h * (-T(30) * t2 + T(60) * t3 - T(30) * t4);
+          w[1] = inv_h * (T(1) - T(18) * t2 + T(32) * t3 - T(15) * t4);
+          w[2] = inv_h * (t - T(4.5) * t2 + T(6) * t3 - T(2.5) * t4);
+          w[3] = inv_h * (T(1.5) * t2 - T(4) * t3 + T(2.5) * t4);
+          w[4] = inv_h * (-T(12) * t2 + T(28) * t3 - T(15) * t4);
+          w[5] = -w[0];
+        }
+        if (R) {
+          T* out = R + s * PC;
+#pragma omp simd
+          for (int64_t j = 0; j < PC; ++j)
+            out[j] = w[0] * y0[j] + w[1] * m0[j] + w[2] * s0p[j] + w[3] * s1p[j] +
+                     w[4] * m1[j] + w[5] * y1[j];
+        } else {
+          const T* gs = g + s * PC;
+          T acc = T(0);
+#pragma omp simd reduction(+ : acc)
+          for (int64_t j = 0; j < PC; ++j)
+            acc += gs[j] * (w[0] * y0[j] + w[1] * m0[j] + w[2] * s0p[j] + w[3] * s1p[j] +
+                            w[4] * m1[j] + w[5] * y1[j]);
+          g_r[s] += acc;
+        }
+      }
+    });
+  }
+
+  // Envelope u(r) and u'(r) (equipot/nn/radial.py).
+  template <typename T>
+  inline void envelope(T r, T& u, T& du) const {
+    const T d = r / T(r_max_);
+    if (d >= T(1)) { u = T(0); du = T(0); return; }
+    const int64_t p = p_;
+    const T c = T((p + 1) * (p + 2)) / T(2);
+    T dp1 = T(1);
+    for (int64_t i = 0; i < p - 1; ++i) dp1 *= d;
+    const T dp = dp1 * d;
+    u = T(1) - c * dp + T(p * (p + 2)) * dp * d - T(p * (p + 1)) / T(2) * dp * d * d;
+    du = (T(p) / T(r_max_)) * dp1 * (-c + T(2) * c * d - c * d * d);
+  }
+
+  // Length r, unit vector u and the powers pw[a][k] = u_a^k (k <= lmax_sh) of one vector.
+  template <typename T>
+  inline T unit_powers(const T* v, T* u, T (*pw)[8]) const {
+    const T r = std::sqrt(v[0] * v[0] + v[1] * v[1] + v[2] * v[2]);
+    for (int a = 0; a < 3; ++a) {
+      u[a] = v[a] / r;
+      pw[a][0] = T(1);
+      for (int64_t k = 1; k <= lmax_sh_; ++k) pw[a][k] = pw[a][k - 1] * u[a];
+    }
+    return r;
+  }
+
+  // Per slot: monomials of û (for Y), enveloped Bessel basis, envelope.
+  template <typename T>
+  void edge_features(const Tensor& vectors, Tensor& mono, Tensor& basis, Tensor& env,
+                     Tensor& dist) const {
+    const int64_t S = vectors.size(0) * vectors.size(1), U = mono.size(1), nb = basis.size(1);
+    const T* v = vectors.data_ptr<T>();
+    T *mp = mono.data_ptr<T>(), *bp = basis.data_ptr<T>(), *ep = env.data_ptr<T>();
+    T* dp = dist.data_ptr<T>();
+    at::parallel_for(0, S, 256, [&](int64_t s0, int64_t s1) {
+      T pw[3][8];
+      for (int64_t s = s0; s < s1; ++s) {
+        T u[3];
+        const T r = unit_powers<T>(v + 3 * s, u, pw);
+        dp[s] = r;
+        for (int64_t m = 0; m < U; ++m)
+          mp[s * U + m] = pw[0][exps_[3 * m]] * pw[1][exps_[3 * m + 1]] * pw[2][exps_[3 * m + 2]];
+        T e, de;
+        envelope<T>(r, e, de);
+        ep[s] = e;
+        for (int64_t n = 0; n < nb; ++n)
+          bp[s * nb + n] = e == T(0) ? T(0) : T(pref_) * std::sin(T(freq_[n]) * r) / r * e;
+      }
+    });
+  }
+
+  // ∂E/∂v from ∂E/∂monomials, ∂E/∂basis, the constant ∂E/∂u (coordination term) and any
+  // direct ∂E/∂r (tabulated radial functions):
+  //   ∂E/∂v = (g_û − (g_û·û) û)/r + g_r û,  g_r = Σ_n g_n (b_n' u + b_n u') + g_u u' + ∂E/∂r
+  template <typename T>
+  void edge_backward(const Tensor& vectors, const Tensor& g_mono, const Tensor& g_basis,
+                     T g_env, const Tensor& g_dist, Tensor& g_vec) const {
+    const int64_t S = vectors.size(0) * vectors.size(1), U = g_mono.size(1), nb = g_basis.size(1);
+    const T* v = vectors.data_ptr<T>();
+    const T *gm = g_mono.data_ptr<T>(), *gb = g_basis.data_ptr<T>(), *gd = g_dist.data_ptr<T>();
+    T* gv = g_vec.data_ptr<T>();
+    at::parallel_for(0, S, 256, [&](int64_t s0, int64_t s1) {
+      T pw[3][8];
+      for (int64_t s = s0; s < s1; ++s) {
+        T u[3];
+        const T r = unit_powers<T>(v + 3 * s, u, pw);
+        T e, de;
+        envelope<T>(r, e, de);
+        if (e == T(0) && de == T(0)) {  // beyond the cutoff (empty slots): no gradient
+          gv[3 * s] = gv[3 * s + 1] = gv[3 * s + 2] = T(0);
+          continue;
+        }
+        T gu[3] = {T(0), T(0), T(0)};
+        for (int64_t m = 0; m < U; ++m) {
+          const T g = gm[s * U + m];
+          const int64_t a = exps_[3 * m], b = exps_[3 * m + 1], c = exps_[3 * m + 2];
+          if (a) gu[0] += g * T(a) * pw[0][a - 1] * pw[1][b] * pw[2][c];
+          if (b) gu[1] += g * T(b) * pw[0][a] * pw[1][b - 1] * pw[2][c];
+          if (c) gu[2] += g * T(c) * pw[0][a] * pw[1][b] * pw[2][c - 1];
+        }
+        T gr = g_env * de + gd[s];
+        for (int64_t n = 0; n < nb; ++n) {
+          const T fr = T(freq_[n]) * r, sn = std::sin(fr), cs = std::cos(fr);
+          const T b = T(pref_) * sn / r, db = T(pref_) * (fr * cs - sn) / (r * r);
+          gr += gb[s * nb + n] * (db * e + b * de);
+        }
+        const T radial = gu[0] * u[0] + gu[1] * u[1] + gu[2] * u[2];
+        for (int a = 0; a < 3; ++a) gv[3 * s + a] = (gu[a] - radial * u[a]) / r + gr * u[a];
+      }
+    });
+  }
+
+  // R for slots [s0, s0+n): from the table, or the MLP (keeping pre-activations if asked).
+  template <typename T>
+  Tensor radial(const Layer& L, const Tensor& basis, const Tensor& dist, int64_t s0, int64_t n,
+                std::vector<Tensor>* pre) const {
+    if (L.table_y.defined()) {
+      Tensor R = at::empty({n, L.table_y.size(1)}, basis.options());
+      table_rows<T>(L, dist.data_ptr<T>() + s0, n, R.data_ptr<T>(), nullptr, nullptr);
+      return R;
+    }
+    return radial_mlp(L, basis.narrow(0, s0, n), pre);
+  }
+
+  static Tensor radial_mlp(const Layer& L, const Tensor& x, std::vector<Tensor>* pre) {
+    Tensor z = at::mm(x, L.mlp[0]);
+    for (size_t i = 1; i < L.mlp.size(); ++i) {
+      if (pre) pre->push_back(z);
+      z = at::mm(at::silu(z), L.mlp[i]);
+    }
+    return z;
+  }
+
+  // Edge block forward: A = mixing(Σ_j TP(h_up_j, Y_ij, R_ij)), in chunks of centre atoms.
+  template <typename T>
+  Tensor edge_forward(const Layer& L, Saved& sv, const Tensor& Y, const Tensor& basis,
+                      const Tensor& dist, const Tensor& nbr, const Tensor& cnt, int64_t rows,
+                      bool keep) const {
+    const int64_t N = nbr.size(0), K = nbr.size(1), C = sv.h_up.size(2);
+    const int64_t P = L.tables.a0.size(), Dsh = Y.size(1), Din = sv.h_up.size(1);
+    Tensor columns = at::zeros({N, L.num_columns, C}, basis.options());
+    for (int64_t r0 = 0; r0 < N; r0 += rows) {
+      const int64_t n = std::min(rows, N - r0);
+      std::vector<Tensor> pre;
+      Tensor R = radial<T>(L, basis, dist, r0 * K, n * K, keep ? &pre : nullptr);
+      tp_forward_impl<T>(sv.h_up.data_ptr<T>(), Y.data_ptr<T>() + r0 * K * Dsh,
+                         R.data_ptr<T>(), nbr.data_ptr<int64_t>() + r0 * K,
+                         cnt.data_ptr<int64_t>() + r0, columns.data_ptr<T>() + r0 * L.num_columns * C,
+                         n, K, C, Din, Dsh, P, L.num_columns, L.tables);
+      if (keep) { sv.R = R; sv.pre = std::move(pre); }
+    }
+    return per_component(columns.view({N, L.mix.size(0), -1}), L.mix);
+  }
+
+  // Edge block backward: accumulates ∂E/∂Y and ∂E/∂basis; returns ∂E/∂h_up (or undefined).
+  template <typename T>
+  Tensor edge_backward_layer(const Layer& L, Saved& sv, const Tensor& gA, const Tensor& Y,
+                             const Tensor& basis, const Tensor& dist, const Tensor& nbr,
+                             const Tensor& cnt, int64_t rows, bool need_h, Tensor& gY_total,
+                             Tensor& g_basis_total, Tensor& g_dist) const {
+    const int64_t N = nbr.size(0), K = nbr.size(1), C = gA.size(2);
+    const int64_t P = L.tables.a0.size(), Dsh = Y.size(1), Din = sv.h_up.size(1);
+    const int64_t Ns = sv.h_up.size(0);
+    Tensor g_columns = per_component(gA, L.mix_t);  // (N, D_A, P_max*C) = (N, columns, C)
+    Tensor gh_threads = need_h ? at::zeros({at::get_num_threads(), Ns, Din, C}, gA.options())
+                               : Tensor();
+    Tensor gY = at::empty({N * K, Dsh}, gA.options());
+    for (int64_t r0 = 0; r0 < N; r0 += rows) {
+      const int64_t n = std::min(rows, N - r0);
+      std::vector<Tensor> pre;
+      Tensor R;
+      if (sv.R.defined()) {
+        R = sv.R;
+        pre = sv.pre;
+      } else {
+        R = radial<T>(L, basis, dist, r0 * K, n * K, &pre);
+      }
+      Tensor gR = at::empty_like(R);
+      tp_backward_impl<T>(g_columns.data_ptr<T>() + r0 * L.num_columns * C,
+                          sv.h_up.data_ptr<T>(), Y.data_ptr<T>() + r0 * K * Dsh,
+                          R.data_ptr<T>(), nbr.data_ptr<int64_t>() + r0 * K,
+                          cnt.data_ptr<int64_t>() + r0,
+                          need_h ? gh_threads.data_ptr<T>() : nullptr,
+                          gY.data_ptr<T>() + r0 * K * Dsh, gR.data_ptr<T>(), Ns, n, K, C, Din,
+                          Dsh, P, L.num_columns, need_h, L.tables);
+      if (L.table_y.defined()) {
+        table_rows<T>(L, dist.data_ptr<T>() + r0 * K, n * K, nullptr, gR.data_ptr<T>(),
+                      g_dist.data_ptr<T>() + r0 * K);
+        continue;
+      }
+      Tensor g = gR.view({n * K, -1});
+      for (size_t i = L.mlp.size() - 1; i >= 1; --i) {
+        g = at::mm(g, L.mlp[i].t());
+        silu_grad_mul<T>(g, pre[i - 1]);
+      }
+      g_basis_total.narrow(0, r0 * K, n * K).add_(at::mm(g, L.mlp[0].t()));
+    }
+    gY_total.add_(gY);
+    return need_h ? gh_threads.sum(0) : Tensor();
+  }
+
+  template <typename T>
+  std::vector<Tensor> run_impl(const Tensor& vectors, const Tensor& nbr, const Tensor& cnt,
+                               const Tensor& species, bool gradient, GhostExchange* ghosts,
+                               bool features) const {
+    const int64_t N = nbr.size(0), K = nbr.size(1), S = N * K, C = embedding_.size(1);
+    const int64_t n_all = species.size(0);  // centres first, then ghosts
+    const int64_t U = sh_coeff_.size(0), nb = freq_.size();
+    const int64_t rows = std::max<int64_t>(1, chunk_slots_ / std::max<int64_t>(K, 1));
+    const bool keep = rows >= N;  // one chunk: keep R for the backward pass
+    const auto opts = vectors.options();
+    const int64_t* z = species.data_ptr<int64_t>();
+
+    bool mlp_layers = false;  // the Bessel basis is only needed by layers without a table
+    for (const Layer& L : layers_) mlp_layers = mlp_layers || !L.table_y.defined();
+    const int64_t nb_used = mlp_layers ? nb : 0;
+    Tensor mono = at::empty({S, U}, opts), basis = at::empty({S, nb_used}, opts);
+    Tensor env = at::empty({N, K}, opts), dist = at::empty({S}, opts);
+    edge_features<T>(vectors, mono, basis, env, dist);
+    Tensor Y = at::mm(mono, sh_coeff_);  // (S, (lmax_sh+1)^2)
+
+    std::vector<Saved> saved(layers_.size());
+    std::vector<Tensor> feats;  // readout features per layer (only if asked for)
+    Tensor h = embedding_.index_select(0, species).unsqueeze(1);  // (N_all, 1, C)
+    Tensor interaction = at::zeros({N, 1}, opts);
+    for (size_t t = 0; t < layers_.size(); ++t) {
+      const Layer& L = layers_[t];
+      Saved& sv = saved[t];
+      sv.h_in = h;
+      sv.h_up = L.up.defined() ? per_component(h, L.up) : h.contiguous();
+      sv.A = edge_forward<T>(L, sv, Y, basis, dist, nbr, cnt, rows, keep);
+      Tensor B = at::zeros({N, L.dim_b, C}, opts);
+      {
+        std::vector<const int64_t*> f, o;
+        std::vector<const T*> vals;
+        for (size_t v = 0; v < L.sc_factors.size(); ++v) {
+          f.push_back(L.sc_factors[v].data_ptr<int64_t>());
+          o.push_back(L.sc_outputs[v].data_ptr<int64_t>());
+          vals.push_back(L.sc_values[v].data_ptr<T>());
+        }
+        sc_forward_impl<T>(sv.A.data_ptr<T>(), z, B.data_ptr<T>(), N, sv.A.size(1), C, L.dim_b,
+                           f, o, vals, L.sc_entries);
+      }
+      Tensor h_new = per_component(B, L.out);
+      if (L.sc.defined()) add_selected<T>(h_new, per_component(h.narrow(0, 0, N), L.sc), z, C);
+      Tensor s = h_new.select(1, 0);
+      if (L.readout.size() == 1) {
+        interaction.add_(at::mm(s, L.readout[0]));
+        if (features) feats.push_back(s);
+      } else {
+        sv.readout_pre = at::mm(s, L.readout[0]);
+        Tensor a = at::silu(sv.readout_pre);
+        interaction.add_(at::mm(a, L.readout[1]));
+        if (features) feats.push_back(a);
+      }
+      h = h_new;
+      if (ghosts && t + 1 < layers_.size()) {
+        h = at::empty({n_all, h_new.size(1), C}, opts);
+        h.narrow(0, 0, N).copy_(h_new);
+        ghosts->forward(h);
+      }
+    }
+    Tensor atomic = e0_.index_select(0, species.narrow(0, 0, N)) +
+                    T(scale_) * interaction.squeeze(1) +
+                    T(shift_ * inv_avg_) * env.sum(1);
+    Tensor F = features ? at::cat(feats, 1) : Tensor();
+    if (!gradient) return {atomic, Tensor(), F};
+
+    Tensor gY = at::zeros({S, Y.size(1)}, opts), g_basis = at::zeros({S, nb_used}, opts);
+    Tensor g_dist = at::zeros({S}, opts);
+    Tensor G;  // ∂E/∂h_new of the current layer (through later layers)
+    for (int64_t t = int64_t(layers_.size()) - 1; t >= 0; --t) {
+      const Layer& L = layers_[t];
+      Saved& sv = saved[t];
+      const int64_t d_out = L.out.size(0);
+      if (!G.defined()) G = at::zeros({N, d_out, C}, opts);
+      // readout: ∂E/∂y = scale for every atom
+      Tensor g_s;
+      if (L.readout.size() == 1) {
+        g_s = (T(scale_) * L.readout[0].t()).expand({N, C});
+      } else {
+        Tensor gz = (T(scale_) * L.readout[1].t()).expand({N, L.readout[1].size(0)}).contiguous();
+        silu_grad_mul<T>(gz, sv.readout_pre);
+        g_s = at::mm(gz, L.readout[0].t());
+      }
+      G.select(1, 0).add_(g_s);
+      Tensor gB = per_component(G, L.out_t);
+      Tensor gA = at::zeros_like(sv.A);
+      {
+        std::vector<const int64_t*> f, o;
+        std::vector<const T*> vals;
+        for (size_t v = 0; v < L.sc_factors.size(); ++v) {
+          f.push_back(L.sc_factors[v].data_ptr<int64_t>());
+          o.push_back(L.sc_outputs[v].data_ptr<int64_t>());
+          vals.push_back(L.sc_values[v].data_ptr<T>());
+        }
+        sc_backward_impl<T>(gB.data_ptr<T>(), sv.A.data_ptr<T>(), z, gA.data_ptr<T>(), N,
+                            sv.A.size(1), C, L.dim_b, f, o, vals, L.sc_entries);
+      }
+      const bool need_h = t > 0;
+      Tensor gh_up = edge_backward_layer<T>(L, sv, gA, Y, basis, dist, nbr, cnt, rows, need_h,
+                                            gY, g_basis, g_dist);
+      if (!need_h) break;
+      Tensor g_in = at::zeros_like(sv.h_in);
+      Tensor g_centres = g_in.narrow(0, 0, N);
+      if (L.sc.defined()) add_selected<T>(g_centres, per_component(G, L.sc_t), z, C);
+      if (L.up.defined())
+        g_in.narrow(1, 0, L.up_t.size(0)).add_(per_component(gh_up, L.up_t));
+      else
+        g_in.add_(gh_up);
+      if (ghosts) ghosts->reverse(g_in);
+      G = g_in.narrow(0, 0, N);
+    }
+    Tensor g_mono = at::mm(gY, sh_coeff_.t());
+    Tensor g_vec = at::empty_like(vectors);
+    edge_backward<T>(vectors, g_mono, g_basis, T(shift_ * inv_avg_), g_dist, g_vec);
+    return {atomic, g_vec, F};
+  }
+};
+
+}  // namespace equipot

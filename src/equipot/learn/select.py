@@ -1,0 +1,124 @@
+"""Selection: which candidates to label, by uncertainty with diversity.
+
+Every candidate frame gets a score (its largest conformal force radius; or, as available, the
+committee's largest force std, the largest latent distance, or σ_E per atom) and a latent
+descriptor (the mean of its atoms' whitened readout features). The ``pool_factor × n``
+highest-scoring candidates form the pool; farthest-point sampling in descriptor space then
+picks n of them, each time the one farthest from everything labelled or picked so far, so the
+batch does not spend labels on near-copies of one uncertain configuration.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from ase import Atoms
+
+from equipot.calculator import atoms_to_graph, frozen_copy
+from equipot.graph import batch_graphs
+from equipot.uq.committee import load_models
+from equipot.uq.estimate import UncertainPredictor
+
+SCORES = ("force_radius", "committee", "latent", "energy_std")
+
+
+def _score_name(requested: str, predictor: UncertainPredictor) -> str:
+    available = set(predictor.available())
+    table = {
+        "force_radius": "force_radius",
+        "committee": "forces_std",
+        "latent": "latent_distance",
+        "energy_std": "energy_std",
+    }
+    if requested != "auto":
+        if table[requested] not in available:
+            raise ValueError(f"selection score {requested!r} is not available for this model")
+        return requested
+    for name in SCORES:
+        if table[name] in available and (name != "committee" or predictor.is_committee):
+            return name
+    raise ValueError("the model has no uncertainty to select by (fit it, or use a committee)")
+
+
+def score_frames(
+    model_path, frames: list[Atoms], score: str = "auto", batch_size: int = 16
+) -> tuple[np.ndarray, np.ndarray, str]:
+    """(scores (C,), descriptors (C, D), score name) of ``frames`` under the model or
+    committee in ``model_path``."""
+    members, committee_uq = load_models(model_path)
+    models = [frozen_copy(m, torch.float64, "cpu") for m in members]
+    predictor = UncertainPredictor(models, committee_uq)
+    name = _score_name(score, predictor)
+    latent = members[0].uncertainty.latent if members[0].uncertainty is not None else None
+    cutoff = members[0].config.r_max
+    scores, descriptors = [], []
+    for start in range(0, len(frames), batch_size):
+        chunk = frames[start : start + batch_size]
+        graph = batch_graphs([atoms_to_graph(a, cutoff, torch.float64) for a in chunk])
+        with torch.enable_grad():
+            out = predictor(graph)
+        per_atom = {
+            "force_radius": out.force_radius,
+            "committee": out.forces_std,
+            "latent": out.latent_distance,
+        }.get(name)
+        systems = graph.num_systems
+        if per_atom is not None:
+            s = torch.full((systems,), -torch.inf, dtype=torch.float64)
+            s = s.scatter_reduce(0, graph.batch, per_atom.double(), reduce="amax")
+        else:
+            s = out.energy_std.double() / graph.n_atoms.double()
+        scores.append(s.numpy())
+        features = out.committee.members[0].features if out.committee else out.prediction.features
+        if features is None:  # no fit: raw features of the first model
+            features = models[0](graph, features=True).features
+        u = features.detach().double()
+        if latent is not None:
+            u = latent.whitened(u, graph.atomic_numbers)
+            u = torch.nan_to_num(u, nan=0.0, posinf=1e6, neginf=-1e6)
+        mean = torch.zeros(systems, u.shape[1], dtype=torch.float64).index_add_(0, graph.batch, u)
+        descriptors.append((mean / graph.n_atoms.double()[:, None]).numpy())
+    return np.concatenate(scores), np.concatenate(descriptors), name
+
+
+def farthest_points(
+    descriptors: np.ndarray, n: int, reference: np.ndarray | None, first: int
+) -> list[int]:
+    """n indices by farthest-point sampling, starting from ``first`` (or, with ``reference``
+    points, from the candidate farthest from them)."""
+    n = min(n, len(descriptors))
+    if reference is not None and len(reference):
+        d = np.min(np.linalg.norm(descriptors[:, None] - reference[None], axis=2), axis=1)
+        picked = []
+    else:
+        picked = [first]
+        d = np.linalg.norm(descriptors - descriptors[first], axis=1)
+    while len(picked) < n:
+        d[picked] = -np.inf
+        k = int(np.argmax(d))
+        picked.append(k)
+        d = np.minimum(d, np.linalg.norm(descriptors - descriptors[k], axis=1))
+    return picked
+
+
+def select(
+    scores: np.ndarray,
+    descriptors: np.ndarray,
+    n: int,
+    *,
+    method: str = "uncertainty",
+    pool_factor: float = 3.0,
+    diversity: bool = True,
+    labelled: np.ndarray | None = None,
+    seed: int = 0,
+) -> list[int]:
+    """Indices of the candidates to label (module docstring); ``random``: uniformly."""
+    if method == "random":
+        rng = np.random.default_rng(seed)
+        return sorted(rng.choice(len(scores), size=min(n, len(scores)), replace=False).tolist())
+    order = np.argsort(-scores, kind="stable")
+    if not diversity:
+        return sorted(order[:n].tolist())
+    pool = order[: max(n, int(np.ceil(pool_factor * n)))]
+    picked = farthest_points(descriptors[pool], n, labelled, first=0)
+    return sorted(pool[picked].tolist())

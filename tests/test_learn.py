@@ -1,0 +1,153 @@
+"""``equipot learn``: a loop killed with SIGKILL while labelling resumes without repeating a
+reference calculation; selection and labelling helpers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+from ase.build import bulk
+from ase.io import read, write
+
+from equipot.learn.labelling import LABEL_ID, append_frame, read_labelled
+from equipot.learn.select import farthest_points, select
+from tests.train_utils import emt_frames
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+HOLDS = [2, 8]  # kills inside the initial labelling and inside round 1's labelling
+
+
+def _config(tmp: Path) -> Path:
+    start = bulk("Cu", "fcc", a=3.6, cubic=True)
+    write(tmp / "start.xyz", [start, start * (1, 1, 2)])
+    write(tmp / "test.xyz", emt_frames(6, seed=4, elements=("Cu",)))
+    config = {
+        "reference": {
+            "calculator": "tests.learn_helpers:CountingEMT",
+            "options": {"counter": str(tmp / "calls.txt"), "delay": 0.05, "hold": HOLDS},
+        },
+        "initial": {"structures": "start.xyz", "count": 6, "rattle": 0.08},
+        "train": {
+            "model": {
+                "r_max": 3.0,
+                "l_max": 1,
+                "channels": 8,
+                "radial_hidden": [16],
+                "correlation": 2,
+            },
+            "loss": {"energy_weight": 1.0, "forces_weight": 10.0},
+            "optim": {"max_epochs": 3, "batch_size": 3},
+            "uncertainty": {"force_frames": 4},
+        },
+        "explore": {
+            "replicas": [{"temperature": 600, "steps": 60}],
+            "timestep": 2.0,
+            "snapshot_every": 15,
+        },
+        "select": {"per_round": 4},
+        "stop": {"max_rounds": 2, "max_labels": 50, "test": "test.xyz"},
+        "workers": 2,
+        "out": "learn",
+    }
+    path = tmp / "learn.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def _learn(config: Path) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONPATH=f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    return subprocess.Popen(
+        [sys.executable, "-m", "equipot.cli.main", "learn", str(config), "--no-progress"],
+        cwd=config.parent,
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def _kill_when(config: Path, ready) -> None:
+    """Run the loop until ``ready()``, then SIGKILL it and its labelling workers."""
+    proc = _learn(config)
+    deadline = time.time() + 600
+    while time.time() < deadline and proc.poll() is None and not ready():
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.communicate()[0]
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def test_killed_learn_resumes_without_repeating_reference_calls(tmp_path):
+    """Kill campaign: SIGKILL inside the initial labelling, during round 1's training, during
+    its exploration and inside its labelling; every rerun continues, and in the end every
+    reference calculation was done exactly once and every labelled frame is kept."""
+    config = _config(tmp_path)
+    out = tmp_path / "learn"
+
+    def held(j):  # both workers wait inside a calculation
+        return lambda: len(list(tmp_path.glob(f"calls.txt.hold-{j}-*"))) == 2
+
+    def release(j):
+        (tmp_path / f"calls.txt.release-{j}").touch()
+
+    _kill_when(config, held(0))
+    release(0)
+    assert len(read_labelled(out / "labelled.extxyz")) == 2
+    _kill_when(config, lambda: (out / "round-1" / "train" / "log.csv").is_file())
+    assert len(read_labelled(out / "labelled.extxyz")) == 6
+    _kill_when(config, lambda: (out / "round-1" / "explore" / "replica-0.csv").is_file())
+    assert not (out / "round-1" / "candidates.extxyz").exists()
+    _kill_when(config, held(1))
+    release(1)
+    assert len(read_labelled(out / "labelled.extxyz")) == 8
+
+    resumed = _learn(config)
+    output = resumed.communicate(timeout=600)[0]
+    assert resumed.returncode == 0, output
+
+    calls = (tmp_path / "calls.txt").read_text().split()[::2]
+    frames = read_labelled(out / "labelled.extxyz")
+    assert len(calls) == len(set(calls)), "a reference calculation was repeated"
+    assert len(frames) == len(calls) == 6 + 4
+    ids = [a.info[LABEL_ID] for a in frames]
+    assert len(set(ids)) == len(ids)
+    curve = (out / "learning_curve.csv").read_text().splitlines()
+    assert [line.split(",")[:2] for line in curve[1:]] == [["1", "6"], ["2", "10"]]
+    assert (out / "learning_curve.png").is_file()
+    assert frames[-1].get_forces().shape == (len(frames[-1]), 3)
+
+
+def test_truncated_last_frame_is_dropped(tmp_path):
+    path = tmp_path / "l.extxyz"
+    for k, atoms in enumerate(emt_frames(3, seed=1)):
+        atoms.info[LABEL_ID] = f"x{k}"
+        append_frame(path, atoms)
+    text = path.read_text()
+    path.write_text(text[: len(text) - 40])  # killed in the middle of the third frame
+    frames = read_labelled(path)
+    assert [a.info[LABEL_ID] for a in frames] == ["x0", "x1"]
+    assert len(read(path, index=":")) == 2  # the file itself was repaired
+
+
+def test_selection_prefers_uncertain_and_diverse_frames():
+    rng = np.random.default_rng(0)
+    descriptors = rng.normal(size=(40, 3))
+    descriptors[:10] = descriptors[0] + 1e-3 * rng.normal(size=(10, 3))  # ten near-copies
+    scores = np.linspace(1.0, 0.0, 40)  # the copies score highest
+    plain = select(scores, descriptors, 4, diversity=False)
+    assert plain == [0, 1, 2, 3]
+    diverse = select(scores, descriptors, 4, pool_factor=4.0)
+    assert sum(k < 10 for k in diverse) == 1  # one of the copies, then spread out
+    assert all(k < 16 for k in diverse)  # from the uncertain pool only
+    far = farthest_points(descriptors, 3, descriptors[:1], first=0)
+    assert 0 not in far
+    assert len(select(scores, descriptors, 5, method="random", seed=1)) == 5

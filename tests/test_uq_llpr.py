@@ -1,0 +1,149 @@
+"""Last-layer Laplace variances against a brute-force Hessian of the training loss, and the
+latent Gaussian's whitening on its own fitting data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch.func import functional_call
+
+import equipot
+from equipot.data import DataSource, GraphDataset, open_cache
+from equipot.physics.derivatives import predict
+from equipot.train.loss import LossFunction, LossWeights, Normalisation, loss_terms
+from equipot.uq.estimate import UncertainPredictor
+from equipot.uq.fit import fit_uncertainty
+from tests.train_utils import emt_frames, write_emt
+
+WEIGHTS = LossWeights(energy=1.0, forces=10.0, stress=0.0)
+ELEMENT_WEIGHTS = {"Al": 2.0}
+
+
+def _tiny_model(seed=0):
+    return equipot.build_model(
+        ["Al", "Cu"],
+        r_max=3.0,
+        l_max=1,
+        channels=4,
+        num_layers=2,
+        correlation=2,
+        radial_hidden=[8],
+        readout_hidden=3,
+        avg_num_neighbors=10.0,
+        scale=0.6,
+        shift=-0.2,
+        e0={"Al": -1.0, "Cu": -2.0},
+        seed=seed,
+    )
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("llpr")
+    path = write_emt(tmp / "train.xyz", n=24, seed=3)
+    return GraphDataset(open_cache(DataSource(path=path), 3.0, tmp / "cache"))
+
+
+def _readout_names(model):
+    return [
+        f"layers.{t}.node.readout.{len(layer.node.readout) - 1}"
+        for t, layer in enumerate(model.layers)
+    ]
+
+
+def _with_theta(model, theta):
+    """Parameters with the last readout matrices replaced by slices of θ (differentiable)."""
+    params = dict(model.named_parameters())
+    start = 0
+    for name in _readout_names(model):
+        size = params[name].shape[0]
+        params[name] = theta[start : start + size].unsqueeze(1)
+        start += size
+    return params
+
+
+def test_last_layer_variance_equals_brute_force_laplace(dataset):
+    model = _tiny_model()
+    uq = fit_uncertainty(
+        model,
+        dataset,
+        energy_weight=WEIGHTS.energy,
+        forces_weight=WEIGHTS.forces,
+        element_weights=ELEMENT_WEIGHTS,
+        force_frames=len(dataset),
+        batch_size=7,
+    )
+    lam = 0.05
+    model.uncertainty = uq.replace(posterior=uq.posterior.with_(regularizer=lam))
+    fast = equipot.calculator.frozen_copy(model, torch.float64, "cpu")  # C++ engine path
+
+    # brute force: the training loss over the whole set as a function of θ, its Hessian
+    theta0 = model.readout_weights().detach().clone()
+    batch = dataset.batch(np.arange(len(dataset)), torch.float64)
+    loss_fn = LossFunction.create(WEIGHTS, "mse", 0.01, ELEMENT_WEIGHTS)
+    meta = dataset.frame_arrays(["has_forces", "has_stress"])
+    norm = Normalisation.of(dataset.num_atoms(), meta["has_forces"], meta["has_stress"])
+
+    class Call(torch.nn.Module):
+        def __init__(self, theta):
+            super().__init__()
+            self.theta = theta
+
+        def forward(self, graph):
+            return functional_call(model, _with_theta(model, self.theta), (graph,))
+
+    def loss(theta):
+        pred = predict(Call(theta), batch.graph, forces=True, create_graph=True)
+        return sum(loss_terms(pred, batch, loss_fn, norm).values())
+
+    hessian = torch.autograd.functional.hessian(loss, theta0)
+    covariance = torch.linalg.inv(0.5 * hessian + lam * torch.eye(len(theta0), dtype=torch.float64))
+
+    atoms = emt_frames(1, seed=11)[0]
+    atoms.rattle(0.2, seed=2)  # away from the training frames
+    graph = equipot.atoms_to_graph(atoms, 3.0, torch.float64)
+
+    def outputs(theta):
+        pred = predict(Call(theta), graph, forces=True, create_graph=True)
+        return torch.cat([pred.energy, pred.atomic_energies, pred.forces.reshape(-1)])
+
+    jac = torch.autograd.functional.jacobian(outputs, theta0)  # (1 + N + 3N, D)
+    brute = torch.einsum("rd,de,re->r", jac, covariance, jac)
+    n = len(atoms)
+
+    got = UncertainPredictor([model], last_layer_forces=True)(graph)
+    np.testing.assert_allclose(got.energy_std.square(), brute[:1], rtol=1e-8)
+    np.testing.assert_allclose(got.atomic_energy_std.square(), brute[1 : 1 + n], rtol=1e-8)
+    np.testing.assert_allclose(
+        got.forces_std.square(), brute[1 + n :].reshape(n, 3).sum(1), rtol=1e-8
+    )
+    # the fast path (C++ engine features, tabulated radial functions) agrees to rounding
+    assert fast.inference_pass(graph) is not None
+    np.testing.assert_allclose(
+        UncertainPredictor([fast])(graph).energy_std.square(), brute[:1], rtol=1e-6
+    )
+
+
+def test_mahalanobis_whitening_on_fitting_data(dataset):
+    model = _tiny_model(seed=1)
+    uq = fit_uncertainty(model, dataset, ridge=0.0, batch_size=5)
+    batch = dataset.batch(np.arange(len(dataset)), torch.float64)
+    fast = equipot.calculator.frozen_copy(model, torch.float64, "cpu")  # as the fit evaluates
+    pred = predict(fast, batch.graph, forces=True, features=True)
+    z = batch.graph.atomic_numbers
+    u = uq.latent.whitened(pred.features, z)
+    D = u.shape[1]
+    for element in (13, 29):
+        rows = u[z == element]
+        assert len(rows) > 3 * D
+        np.testing.assert_allclose(rows.mean(0), 0.0, atol=1e-9)
+        cov = rows.T @ rows / len(rows)
+        np.testing.assert_allclose(cov, np.eye(D), atol=1e-8)
+    d = uq.latent.distance(pred.features, z)
+    np.testing.assert_allclose(d.square().mean(), 1.0, rtol=1e-8)
+    # a far-away environment (compressed by 15 %) is many standard deviations out
+    atoms = emt_frames(1, seed=5)[0]
+    atoms.set_cell(atoms.cell * 0.85, scale_atoms=True)
+    far = predict(fast, equipot.atoms_to_graph(atoms, 3.0, torch.float64), features=True)
+    assert float(uq.latent.distance(far.features, torch.as_tensor(atoms.numbers)).min()) > 3
