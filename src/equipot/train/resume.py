@@ -4,7 +4,8 @@ A resumed run must be the same run: the same data (files and their content), spl
 loss, optimiser and seed. Only how it is watched (progress bar, plots, checkpoint frequency,
 threads, cache location) and the uncertainty fit done after training may change.
 ``--extend`` also lets the budget grow (``optim.max_epochs``, ``optim.max_time_min``,
-``optim.early_stop_patience``): the stored plan is then replaced by a longer one (:meth:`equipot.train.plan.TrainingPlan.extended`).
+``optim.early_stop_patience``): the stored plan is then replaced by a longer one
+(:meth:`equipot.train.plan.TrainingPlan.extended`).
 ``--allow-config-change`` accepts any difference (listed as a warning).
 """
 
