@@ -88,6 +88,12 @@ class _Disabled:
     def update(self, n: int = 1) -> None:
         pass
 
+    def __enter__(self) -> _Disabled:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
     def set_postfix(self, *args, **kwargs) -> None:
         pass
 

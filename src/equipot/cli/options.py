@@ -8,12 +8,13 @@ from __future__ import annotations
 import argparse
 
 
-def reject_unused(args: argparse.Namespace, rules: dict[str, tuple[bool, str]]) -> None:
-    """``rules``: option dest → (applies here?, what it applies to)."""
-    for dest, (applies, scope) in rules.items():
+def reject_unused(args: argparse.Namespace, rules: dict[str, tuple]) -> None:
+    """``rules``: option dest → (applies here?, what it applies to[, the flag if it is not
+    ``--dest``])."""
+    for dest, (applies, scope, *flag) in rules.items():
         value = getattr(args, dest, None)
         if value is not None and value is not False and not applies:
-            flag = "--" + dest.replace("_", "-")
+            flag = flag[0] if flag else "--" + dest.replace("_", "-")
             raise ValueError(f"{flag} applies to {scope}; here it would do nothing: leave it out")
 
 
