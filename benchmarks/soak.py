@@ -226,7 +226,8 @@ def write_report() -> None:
     rows = [json.loads(p.read_text()) for p in sorted(OUT.glob("*-[0-9].json"))]
     lines = [
         "| system | atoms | segment | steps run (target) | Δt (fs) | steps/s "
-        "| RSS after warm-up → end (MB) | growth | fds start / max / end | drift (meV/atom/ns) | max ΔE (meV/atom) | T (K) |",
+        "| RSS after warm-up → end (MB) | growth | fds start / max / end "
+        "| drift (meV/atom/ns) | max ΔE (meV/atom) | T (K) |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
