@@ -62,6 +62,15 @@ def _wait_for_training(proc: subprocess.Popen, timeout: float = 240) -> bool:
     raise AssertionError("no training plan line")
 
 
+def _wait_for_step(checkpoint: Path, step: int, proc: subprocess.Popen, timeout=240) -> None:
+    """Until the run's checkpoint (one per step) has reached ``step`` (or the run ended)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        if checkpoint.exists() and load_checkpoint(checkpoint)["progress"]["step"] >= step:
+            return
+        time.sleep(0.02)
+
+
 def test_sigkill_at_random_moments_then_resume_is_bit_identical(tmp_path):
     data = write_emt(tmp_path / "emt.xyz", 10, seed=3)
     threads = torch.get_num_threads()
@@ -77,7 +86,8 @@ def test_sigkill_at_random_moments_then_resume_is_bit_identical(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("EQUIPOT_TEST")}
     env.update(PYTHONPATH=str(ROOT / "src"), EQUIPOT_PROGRESS="lines")
     rng = np.random.default_rng(7)
-    kills, in_write, steps = 0, False, []
+    per_step = reference_s / 24
+    kills, in_write, steps, done = 0, False, [], 0
     while kills < KILLS:
         hold = tmp_path / f"holding-{kills}"
         run_env = dict(env)
@@ -92,8 +102,10 @@ def test_sigkill_at_random_moments_then_resume_is_bit_identical(tmp_path):
                 while not hold.exists() and proc.poll() is None and time.monotonic() < deadline:
                     time.sleep(0.01)
                 in_write = hold.exists()
-            else:
-                time.sleep(rng.uniform(0.02, 0.12) * reference_s)
+            else:  # a few steps on (so every kill loses something), then a random moment
+                target = done + int(rng.integers(2, 4))
+                _wait_for_step(checkpoint, target, proc)
+                time.sleep(rng.uniform(0.0, 1.0) * per_step)
         finally:
             proc.send_signal(signal.SIGKILL)
             proc.communicate()
@@ -101,7 +113,8 @@ def test_sigkill_at_random_moments_then_resume_is_bit_identical(tmp_path):
         if kills == 4 and in_write:  # half a checkpoint in the temporary, the old one intact
             assert list(checkpoint.parent.glob("checkpoint.pt.*.tmp"))
         if checkpoint.exists():
-            steps.append(load_checkpoint(checkpoint)["progress"]["step"])  # always readable
+            done = load_checkpoint(checkpoint)["progress"]["step"]  # always readable
+            steps.append(done)
     assert in_write, "the kill inside a checkpoint write did not happen"
     final = _start(config, resume=True, env=env)
     output, _ = final.communicate(timeout=600)
