@@ -101,6 +101,7 @@ def attach_after_training(
     from equipot.transfer.heads import stored_heads
 
     extra = json.loads(read_model_metadata(model_path).get("extra", "{}"))
+    head_name, heads = stored_heads(model_path)  # a multi-head file keeps its other heads
     model = fit_model(load_model(model_path), train, options, force_frames=settings.force_frames)
     report: dict = {"skipped": f"validation split of {len(valid)} frames: not calibrated"}
     if len(valid) >= 4:
@@ -110,7 +111,6 @@ def attach_after_training(
             )
         except ValueError as exc:  # too few frames for a ball: keep the uncalibrated fit
             report = {"skipped": str(exc)}
-    head_name, heads = stored_heads(model_path)  # a multi-head file keeps its other heads
     model.save(model_path, extra=extra, heads=heads, head_name=head_name)
     return report
 
