@@ -78,7 +78,9 @@ SYSTEMS = {
 SCORES = ("committee", "last-layer forces", "last-layer energy/atom", "latent distance")
 
 
-def train_config(data: Path, out: Path, model: dict, epochs: int) -> dict:
+def train_config(
+    data: Path, out: Path, model: dict, epochs: int, budget_min: float | None = None
+) -> dict:
     return {
         "seed": 0,
         "data": {"train": str(data), "valid_fraction": 0.1},
@@ -88,6 +90,7 @@ def train_config(data: Path, out: Path, model: dict, epochs: int) -> dict:
             "lr": 0.01,
             "batch_size": 4,
             "max_epochs": epochs,
+            "max_time_min": budget_min,
             "scheduler": "cosine",
             "min_lr": 1e-4,
         },
@@ -116,20 +119,28 @@ def main() -> None:
     p.add_argument("--data", type=Path, default=None, help="default benchmarks/out/uq/<system>")
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--epochs", type=int, default=40)
+    p.add_argument("--budget-min", type=float, default=None, help="wall-clock cap per member")
     args = p.parse_args()
     spec = SYSTEMS[args.system]
     data_dir = args.data or Path(f"benchmarks/out/uq/{args.system}")
     out = args.out or Path(f"benchmarks/out/uq/uq_{args.system}")
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
-    log = {"system": args.system, "started": time.strftime("%Y-%m-%d %H:%M")}
+    log = {
+        "system": args.system,
+        "started": time.strftime("%Y-%m-%d %H:%M"),
+        "epochs": args.epochs,
+        "budget_min": args.budget_min,
+    }
 
     train_frames = []
     for name, count in spec["train"].items():
         train_frames += read(data_dir / f"{name}-0.extxyz", index=f":{count}")
     write(out / "train.extxyz", train_frames)
     start = time.perf_counter()
-    config = train_config(out / "train.extxyz", out / "committee", spec["model"], args.epochs)
+    config = train_config(
+        out / "train.extxyz", out / "committee", spec["model"], args.epochs, args.budget_min
+    )
     train_committee(load_config(config), 4, verbose=False)
     log["train_s"] = time.perf_counter() - start
     members = [load_model(out / "committee" / f"member-{k}" / "best.eqp") for k in range(4)]
