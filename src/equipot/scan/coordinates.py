@@ -73,6 +73,12 @@ class Coordinate:
             )
         if i in side:
             raise ValueError(f"torsion {i}-{j}-{k}-{l}: atom {i} is on the turning side")
+        if l not in side:
+            raise ValueError(
+                f"torsion {i}-{j}-{k}-{l}: atom {l} is not on the turning side of the bond "
+                f"{j}-{k} (turning atoms: {', '.join(str(a) for a in side)}), so turning would "
+                "not change this dihedral"
+            )
         return cls("torsion", (i, j, k, l), tuple(int(a) for a in side))
 
     @classmethod
