@@ -25,7 +25,7 @@ pytestmark = pytest.mark.usefixtures("kernels")
 ELEMENTS = ["H", "C", "O", "Cu"]
 
 
-def _model(seed: int = 0, **options) -> TrainingModel:
+def _model(seed: int = 0, learn_e0: bool | list[str] = True, **options) -> TrainingModel:
     options = {
         "channels": 8,
         "radial_hidden": [16, 16],
@@ -39,7 +39,9 @@ def _model(seed: int = 0, **options) -> TrainingModel:
         **options,
     }
     config = ModelConfig(elements=ELEMENTS, e0={"H": -1.0, "C": -3.0}, **options)
-    model = TrainingModel(config, seed=seed, dtype=torch.float64, learn_e0=True, learn_shift=True)
+    model = TrainingModel(
+        config, seed=seed, dtype=torch.float64, learn_e0=learn_e0, learn_shift=True
+    )
     with torch.no_grad():  # give the outer terms non-zero values
         model.e0_delta.copy_(torch.tensor([0.1, -0.2, 0.3, 0.05], dtype=torch.float64))
         model.shift_delta.fill_(0.07)
@@ -132,6 +134,22 @@ def test_gradients_equal_autograd_architectures(options):
     _, _, fused = _gradients(model, batch, loss, fused=True)
     _, _, reference = _gradients(model, batch, loss, fused=False)
     _assert_close(fused, reference, 1e-10)
+
+
+def test_fixed_e0_stays_fixed():
+    """E0 the user gave is not refined (mask 0): the fused step neither adds its δ to the
+    energy nor gives it a gradient, as autograd (a model trained fused once drifted by
+    Σ δ ≈ 35 eV per molecule from the E0 it saved)."""
+    model = _model(seed=4, learn_e0=["O", "Cu"])  # H and C fixed
+    assert model.e0_mask.tolist() == [0.0, 0.0, 1.0, 1.0]
+    batch = _batch(SYSTEMS["mixed"](), model.config.r_max, seed=5)
+    loss = LossFunction(LossWeights(1.0, 10.0, 100.0))
+    _, pred, fused = _gradients(model, batch, loss, fused=True)
+    _, ref_pred, reference = _gradients(model, batch, loss, fused=False)
+    assert torch.allclose(pred.energy, ref_pred.energy, rtol=0, atol=1e-12)
+    _assert_close(fused, reference, 1e-10)
+    assert fused["e0_delta"][:2].abs().max() == 0.0
+    assert fused["e0_delta"][2:].abs().max() > 0.0
 
 
 def test_energy_only_and_forces_only_losses():

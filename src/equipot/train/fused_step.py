@@ -7,9 +7,10 @@ those few tensors (any loss of :mod:`equipot.train.loss`), then dL/dθ by the en
 pass. The trainable terms outside the network (:class:`~equipot.train.model.TrainingModel`:
 the per-element offset δ and the coordination coefficient s) have closed-form gradients:
 
-    ∂L/∂δ_z = Σ_{i: z_i = z} a_i,     ∂L/∂s = Σ_i a_i ρ_i + Σ_e r'_e · û_e u'(r_e) / n̄
+    ∂L/∂δ_z = m_z Σ_{i: z_i = z} a_i,     ∂L/∂s = Σ_i a_i ρ_i + Σ_e r'_e · û_e u'(r_e) / n̄
 
-(a_i = ∂L/∂E_s(i), r' the edge direction of second_order.py). Everywhere else — other
+(a_i = ∂L/∂E_s(i), m the mask of refined elements — E0 the user gave stays fixed —, r' the
+edge direction of second_order.py). Everywhere else — other
 devices, kernels off — it is ``predict(..., create_graph=True)`` and ``loss.backward()``,
 the reference both are tested against.
 """
@@ -117,8 +118,9 @@ class _Extras:
         self.model, self.run = model, run
         self.atomic = torch.zeros_like(run.atomic_energies)
         self.edge_gradient = torch.zeros_like(run.edge_gradient)
-        if model.e0_delta is not None:
-            self.atomic = self.atomic + model.e0_delta.detach().index_select(0, run.species)
+        if model.e0_delta is not None:  # δ·mask: E0 given by the user stays fixed
+            delta = (model.e0_delta * model.e0_mask).detach()
+            self.atomic = self.atomic + delta.index_select(0, run.species)
         if model.shift_delta is not None:
             lengths = torch.linalg.vector_norm(run.vectors, dim=1)
             value, slope = model.envelope.value_and_derivative(lengths)
@@ -134,7 +136,7 @@ class _Extras:
         model = self.model
         if model.e0_delta is not None:
             g = torch.zeros_like(model.e0_delta).index_add(0, self.run.species, seed)
-            _accumulate(model.e0_delta, g)
+            _accumulate(model.e0_delta, g * model.e0_mask)
         if model.shift_delta is not None:
             g = (seed * self.rho).sum() + (direction * self.drho).sum()
             _accumulate(model.shift_delta, g)
