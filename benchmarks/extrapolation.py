@@ -11,8 +11,9 @@ and a vacancy). Both codes get the isolated-atom energies of the reference metho
 
 Fairness: per system the two codes train *at the same time*, each with one thread and pinned
 to its own core (``taskset``; ``--no-pin`` leaves placement to the OS, e.g. when
-``--launcher`` hands out cores), for ``--budget-min`` minutes of training (start-up and
-preprocessing excluded for both). ``--launcher CMD`` prefixes every heavy child process
+``--launcher`` hands out cores; ``--serial`` runs them one after the other on one core), for
+``--budget-min`` minutes of training (start-up and preprocessing excluded for both).
+``--launcher CMD`` prefixes every heavy child process
 (probe, both trainings, both evaluations), e.g. a CPU-slot wrapper on a shared machine.
 MACE (its own venv) runs the rMD17 recipe of ``peers/mace_rmd17.sh`` with the given E0s; its
 epoch count comes from a probe (2 epochs on a fifth of the training set) with a 5 % margin, so
@@ -104,7 +105,8 @@ def mace_args(
     return ["--E0s", e0s], env
 
 
-LAUNCH: dict = {"prefix": [], "pin": True}  # set once by main() from the command line
+# set once by main() from the command line
+LAUNCH: dict = {"prefix": [], "pin": True, "serial": False}
 
 
 def launched(cmd: list, core: int) -> list:
@@ -184,6 +186,8 @@ def train_both(system: str, folder: Path, root: Path, budget_min: float) -> dict
         stderr=subprocess.STDOUT,
         env=dict(os.environ, OMP_NUM_THREADS="1"),
     )
+    if LAUNCH["serial"]:  # one core: equipot's run first, then MACE's, on the same core
+        eq.wait()
     mace_log = root / "mace.out"
     mace = start_mace(folder, e0, epochs, swa, work, 1, mace_log)
     finished = _supervise(mace, work / "logs" / "MACE_run-1.log", 0, budget_min * 60, mace_log)
@@ -228,10 +232,11 @@ def evaluate_both(folder: Path, root: Path) -> dict:
             str(outputs["mace"]),
         ],
     }
-    procs = {
-        code: subprocess.Popen(launched(cmd, core), env=env)
-        for core, (code, cmd) in enumerate(commands.items())
-    }
+    procs = {}
+    for core, (code, cmd) in enumerate(commands.items()):
+        procs[code] = subprocess.Popen(launched(cmd, 0 if LAUNCH["serial"] else core), env=env)
+        if LAUNCH["serial"]:
+            procs[code].wait()
     for code, proc in procs.items():
         if proc.wait():
             raise RuntimeError(f"{code} evaluation failed (exit {proc.returncode})")
@@ -398,8 +403,13 @@ def main(argv=None) -> int:
         help="command prefixed to every heavy child process (e.g. a CPU-slot wrapper)",
     )
     p.add_argument("--no-pin", action="store_true", help="do not pin the children to cores")
+    p.add_argument(
+        "--serial",
+        action="store_true",
+        help="one core: each code trains (and is evaluated) after the other, same budget",
+    )
     args = p.parse_args(argv)
-    LAUNCH.update(prefix=shlex.split(args.launcher), pin=not args.no_pin)
+    LAUNCH.update(prefix=shlex.split(args.launcher), pin=not args.no_pin, serial=args.serial)
     results_path = args.out / "results.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
     for system in args.systems:
