@@ -1,14 +1,18 @@
 """LAMMPS (pair_style equipot) steps/s on 1 and 2 MPI ranks vs equipot's own MD engine.
 
 Same model and systems as benchmarks/md_speed.py (random weights, channels 64, hidden l ≤ 1,
-l_max 3, 2 layers, correlation 3, r_max 5 Å; NVE, Δt = 0.5 fs, 300 K start): fcc Cu 2,048 and
-32,000 atoms (a = 3.61 Å) and aspirin in a periodic 30 Å box. Both codes get the machine's 2
-cores: LAMMPS as 1 rank × 2 threads and 2 ranks × 1 thread; our engine with 2 threads.
+l_max 3, 2 layers, correlation 3, r_max 5 Å, ZBL repulsion on as in every default model;
+NVE, Δt = 0.5 fs, 300 K start): fcc Cu 2,048 and 32,000 atoms (a = 3.61 Å) and aspirin in a
+periodic 30 Å box. On this 2-core machine: LAMMPS as 1 rank × 1 thread, 1 rank × 2 threads
+and 2 ranks × 1 thread; our engine (equipot.sim nve, same model file) with 1 and 2 threads.
+Parallel efficiency = steps/s(2 ranks) / (2 · steps/s(1 rank × 1 thread)). The pair style
+reports its time in ghost-feature exchanges (its `finish()` line in the log).
+`--memory N [N ...]` runs fcc Cu with 4·N³ atoms on one rank for 1 step and reports the peak
+RSS (memory per atom; a linear fit a + b·atoms extrapolates to 10⁶ atoms).
 `--peers` also runs benchmarks/md_speed.py (our engine, ASE + our calculator, ASE + MACE) for
-aspirin and Cu-2,048 in the same invocation. `--memory N [N ...]` runs fcc Cu with N atoms on
-one rank for 2 steps and reports the peak RSS (largest system that fits, memory per atom).
+aspirin and Cu-2,048 in the same invocation.
 
-    flock /work/coord/cpu.lock python benchmarks/lammps_speed.py --systems cu2048 --steps 5
+    /work/coord/cpuslot --both python benchmarks/lammps_speed.py --systems aspirin cu2048
 
 Writes benchmarks/out/lammps_speed.json.
 """
@@ -99,38 +103,33 @@ run {steps}
     )
 
 
-def _lammps(work: Path, ranks: int, threads: int) -> dict:
+def _lammps(work: Path, ranks: int, threads: int, script: str = "in.bench") -> dict:
+    """Run LAMMPS (under mpirun unless one rank) and read steps/s, exchange share, peak RSS."""
     bindir = Path(sys.executable).parent
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
-    command = [
-        "/usr/bin/time",
-        "-f",
-        "maxrss_kb %M",
-        str(bindir / "mpirun"),
-        "-np",
-        str(ranks),
-        str(bindir / "lmp"),
-        "-in",
-        "in.bench",
-        "-log",
-        "log.bench",
-    ]
+    launch = [str(bindir / "mpirun"), "-np", str(ranks)] if ranks > 1 else []
+    command = ["/usr/bin/time", "-f", "maxrss_kb %M", *launch, str(bindir / "lmp")]
+    command += ["-in", script, "-log", f"log.{ranks}x{threads}"]
     done = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(done.stdout[-2000:] + done.stderr[-2000:])
     loops = re.findall(r"Loop time of ([0-9.eE+-]+) on \d+ procs for (\d+) steps", done.stdout)
     seconds, steps = float(loops[-1][0]), int(loops[-1][1])
     rss = int(re.findall(r"maxrss_kb (\d+)", done.stderr)[-1])
-    return {"steps_per_s": steps / seconds, "steps": steps, "max_rss_gb_one_process": rss / 1e6}
+    row = {"steps_per_s": steps / seconds, "steps": steps, "max_rss_gb_one_process": rss / 1e6}
+    share = re.findall(r"\(([0-9.eE+-]+) %, slowest rank", done.stdout)
+    if share:  # the last run's share of pair-style time spent in ghost-feature exchanges
+        row["exchange_percent"] = float(share[-1])
+    return row
 
 
-def _engine(name: str, model: Path, steps: int) -> dict:
+def _engine(name: str, model: Path, steps: int, threads: int) -> dict:
     import torch
 
     import equipot
     from equipot.sim import ModelPotential, SimState, nve
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(threads)
     potential = ModelPotential(equipot.load_model(model), dtype="float64")
     state = nve.init(SimState.from_atoms(_structure(name), temperature=300.0, seed=0), potential)
     state = nve.step(state, potential, dt=0.5)
@@ -158,10 +157,14 @@ def main() -> None:
         work.mkdir(exist_ok=True)
         _write_inputs(work, name, model, plugin, steps)
         row = {
+            "lammps_1rank_1thread": _lammps(work, 1, 1),
             "lammps_1rank_2threads": _lammps(work, 1, 2),
             "lammps_2ranks_1thread": _lammps(work, 2, 1),
-            "equipot_engine_2threads": _engine(name, model, steps),
+            "equipot_engine_1thread": _engine(name, model, steps, 1),
+            "equipot_engine_2threads": _engine(name, model, steps, 2),
         }
+        one = row["lammps_1rank_1thread"]["steps_per_s"]
+        row["parallel_efficiency_2ranks"] = row["lammps_2ranks_1thread"]["steps_per_s"] / (2 * one)
         print(name, json.dumps(row), flush=True)
         results["systems"][name] = row
     for n_cells in args.memory:
@@ -174,6 +177,20 @@ def main() -> None:
         row["kb_per_atom"] = row["max_rss_gb_one_process"] * 1e6 / row["atoms"]
         print("memory", json.dumps(row), flush=True)
         results.setdefault("memory", []).append(row)
+    if len(results.get("memory", [])) >= 2:
+        import numpy as np
+
+        atoms = np.array([r["atoms"] for r in results["memory"]], dtype=float)
+        gb = np.array([r["max_rss_gb_one_process"] for r in results["memory"]])
+        slope, offset = np.polyfit(atoms, gb, 1)
+        fit = {
+            "gb_fixed": offset,
+            "kb_per_atom_marginal": slope * 1e6,
+            "gb_at_1e6_atoms_extrapolated": offset + slope * 1e6,
+            "atoms_in_24_gb_extrapolated": (24.0 - offset) / slope,
+        }
+        print("memory fit", json.dumps(fit), flush=True)
+        results["memory_fit"] = fit
     if args.peers:
         for name in ("aspirin", "cu2048"):
             subprocess.run([sys.executable, str(HERE / "md_speed.py"), "--only", name], check=True)

@@ -47,7 +47,9 @@ VARIANTS = {
 }
 
 
-def config_for(variant: str, data: Path, out: Path, budget_min: float, seed: int) -> dict:
+def config_for(
+    variant: str, data: Path, out: Path, budget_min: float, seed: int, threads: int = 2
+) -> dict:
     spec = VARIANTS[variant]
     train = {"path": str(data / "train.xyz")}
     loss = {"energy_weight": 1.0, "forces_weight": 10.0, "kind": "mse"}
@@ -60,7 +62,7 @@ def config_for(variant: str, data: Path, out: Path, budget_min: float, seed: int
     return {
         "seed": seed,
         "dtype": "float64",
-        "num_threads": 2,
+        "num_threads": threads,
         "data": {"train": train, "valid_fraction": 0.1, "split_seed": seed},
         "model": model,
         "loss": loss,
@@ -76,25 +78,27 @@ def config_for(variant: str, data: Path, out: Path, budget_min: float, seed: int
     }
 
 
-def train_variant(variant: str, data: Path, out: Path, budget_min: float, seed: int) -> Path:
+def train_variant(
+    variant: str, data: Path, out: Path, budget_min: float, seed: int, threads: int = 2
+) -> Path:
     from equipot.train import load_config, train
 
     run = out / variant
     if run.exists():
         shutil.rmtree(run)
-    config = load_config(config_for(variant, data, out, budget_min, seed))
+    config = load_config(config_for(variant, data, out, budget_min, seed, threads))
     start = time.perf_counter()
     result = train(config, verbose=True)
     print(f"{variant}: {result.results['epochs']} epochs in {time.perf_counter() - start:.0f} s")
     return result.best_model
 
 
-def predictions(model_path: Path, frames: list) -> list[dict]:
+def predictions(model_path: Path, frames: list, threads: int = 2) -> list[dict]:
     import torch
 
     import equipot
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(threads)
     calc = equipot.EquipotCalculator(model_path)
     out = []
     for atoms in frames:
@@ -240,6 +244,7 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--evaluate-only", action="store_true")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (one CPU slot: 1)")
     args = parser.parse_args()
     from ase.io import read
 
@@ -249,8 +254,10 @@ def main() -> None:
     for variant in args.variants:
         model = args.out / variant / "best.eqp"
         if not args.evaluate_only:
-            model = train_variant(variant, args.data, args.out, args.budget_min, args.seed)
-        results[variant] = evaluate(frames, predictions(model, frames))
+            model = train_variant(
+                variant, args.data, args.out, args.budget_min, args.seed, args.threads
+            )
+        results[variant] = evaluate(frames, predictions(model, frames, args.threads))
         results_path.write_text(json.dumps(results, indent=1, default=float))
     ordered = {v: results[v] for v in VARIANTS if v in results}
     plot(args.data, ordered)

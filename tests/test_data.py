@@ -124,7 +124,7 @@ def test_wrong_force_shape_and_unknown_element(tmp_path):
         energies=np.zeros(2),
         forces=np.zeros((2, 3, 3)),
     )
-    with pytest.raises(ValueError, match=r"m.npz frame 0: forces has shape \(3, 3\), expected"):
+    with pytest.raises(ValueError, match=r"m.npz: 'forces' has shape \(2, 3, 3\), expected"):
         list(read_frames(DataSource(path=tmp_path / "m.npz")))
     path = write_emt(tmp_path / "cual.xyz", 6, elements=("Cu", "Al"))
     dataset = GraphDataset(open_cache(DataSource(path=path), 3.0, tmp_path), name=str(path))
@@ -141,8 +141,9 @@ def test_cache_reused_and_invalidated(tmp_path):
     assert open_cache(source, 3.0, tmp_path / "c") == cache
     assert cache.stat().st_mtime_ns == stamp  # reused, not rebuilt
     edges_small = len(GraphDataset(cache).batch([0]).graph.edge_index[0])
-    open_cache(source, 4.0, tmp_path / "c")  # cutoff changed → rebuilt
-    dataset = GraphDataset(cache)
+    wider = open_cache(source, 4.0, tmp_path / "c")  # another cutoff: its own cache
+    dataset = GraphDataset(wider)
+    assert wider != cache and cache.stat().st_mtime_ns == stamp
     assert dataset.cutoff == 4.0 and len(dataset.batch([0]).graph.edge_index[0]) > edges_small
     write_emt(path, 5, seed=7)  # source changed → rebuilt
     os.utime(path, ns=(stamp + 10**9, stamp + 10**9))

@@ -35,6 +35,10 @@ def test_cache_key_names_torch_compiler_flags_and_sources(monkeypatch, tmp_path)
     edited = tmp_path / "inference.cpp"
     edited.write_text(SOURCES[1].read_text() + "\n// edited\n")
     assert build_tag([SOURCES[0], edited], HEADERS, cflags, ldflags) != base
+    moved = tmp_path / "other_install" / "inference.cpp"  # same text, another install
+    moved.parent.mkdir()
+    moved.write_text(SOURCES[1].read_text())
+    assert build_tag([SOURCES[0], moved], HEADERS, cflags, ldflags) != base
     monkeypatch.setattr(torch, "__version__", "2.12.0+cpu")
     assert build_tag(SOURCES, HEADERS, cflags, ldflags) != base
     monkeypatch.undo()

@@ -98,25 +98,46 @@ def test_md_nvt_nose_hoover_and_npt(files, tmp_path):
 
 
 def test_md_pimd(files, tmp_path):
+    """The CLI run is the library's ring-polymer run (same beads, T, τ, Δt, seed: the same
+    thermo to rounding), and with one bead the centroid-virial kinetic energy is exactly the
+    classical 3N k_B T / 2 while four beads add a quantum (virial) correction."""
+    from equipot.model.io import load_model
+    from equipot.sim import pimd
+    from equipot.sim.potentials import ModelPotential
+    from equipot.sim.runner import thermo_rows
+    from equipot.sim.state import KB, SimState
+
+    args = ["--ensemble", "pimd", "--temperature", "300", "--timestep", "0.25"]
     code, thermo, out, _ = _md(
-        files,
-        tmp_path,
-        str(files / "water.xyz"),
-        "--ensemble",
-        "pimd",
-        "--beads",
-        "4",
-        "--temperature",
-        "300",
-        "--timestep",
-        "0.25",
-        "--steps",
-        "10",
-    )
+        files, tmp_path, str(files / "water.xyz"), *args, "--beads", "4", "--steps", "10",
+        "--seed", "3",
+    )  # fmt: skip
     assert code == 0
-    # centroid-virial kinetic energy: 3N k_BT/2 plus a (here non-zero) quantum correction
-    assert (thermo["kinetic_eV"] > 0).all() and np.ptp(thermo["kinetic_eV"]) > 0
-    assert len(read(out, "-1")) == 3  # centroid frames of the physical molecule
+    potential = ModelPotential(load_model(files / "model.eqp"), dtype="float64", skin=1.0)
+    state = SimState.from_atoms(read(files / "water.xyz"), temperature=300.0, seed=3)
+    state = pimd.init(state, potential, n_beads=4, temperature=300.0, seed=3)
+    expected = []
+    for i in range(1, 11):
+        state = pimd.step(state, potential, dt=0.25, temperature=300.0, tau=100.0)
+        if i % 5 == 0:
+            expected += thermo_rows(state, i, i * 0.25, 300.0)
+    for key in ("kinetic_eV", "potential_eV", "total_eV", "temperature_K"):
+        got = np.asarray(thermo[key])[1:]
+        want = np.array([row[key] for row in expected])
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12, err_msg=key)
+    frames = read(out, ":")
+    assert len(frames) == 3 and len(frames[-1]) == 3  # centroid frames of the molecule
+    centroid = pimd.centroid(state).positions.detach().numpy()
+    np.testing.assert_allclose(frames[-1].positions, centroid, atol=1e-6)
+    classical = 1.5 * 3 * KB * 300.0
+    assert np.ptp(thermo["kinetic_eV"]) > 0 and abs(thermo["kinetic_eV"][-1] - classical) > 1e-6
+    (tmp_path / "p1").mkdir()
+    code, one_bead, _, _ = _md(
+        files, tmp_path / "p1", str(files / "water.xyz"), *args, "--beads", "1", "--steps", "5",
+        "--seed", "3",
+    )  # fmt: skip
+    assert code == 0
+    np.testing.assert_allclose(one_bead["kinetic_eV"], classical, rtol=1e-12)
 
 
 @pytest.mark.parametrize(
@@ -125,6 +146,39 @@ def test_md_pimd(files, tmp_path):
         (["--ensemble", "nvt", "--timestep", "1"], "needs --temperature"),
         (["--beads", "4", "--timestep", "1"], "--beads needs --ensemble pimd"),
         (["--timestep", "fast"], "--timestep must be a number"),
+        (["--timestep", "1", "--pressure", "1"], "--pressure applies to --ensemble npt"),
+        (
+            ["--ensemble", "nvt", "--temperature", "300", "--timestep", "1", "--pressure", "1"],
+            "--pressure applies to --ensemble npt",
+        ),
+        (
+            [
+                "--ensemble",
+                "npt",
+                "--temperature",
+                "300",
+                "--timestep",
+                "1",
+                "--thermostat",
+                "nose-hoover",
+            ],
+            "--thermostat applies to --ensemble nvt",
+        ),
+        (["--timestep", "1", "--tau", "50"], "--tau applies to the thermostats"),
+        (
+            [
+                "--ensemble",
+                "nvt",
+                "--temperature",
+                "300",
+                "--timestep",
+                "1",
+                "--barostat-tau",
+                "10",
+            ],
+            "--barostat-tau applies to the barostat of --ensemble npt",
+        ),
+        (["--timestep", "1", "--seed", "4"], "--seed applies to random numbers"),
     ],
 )
 def test_md_reports_bad_options(files, tmp_path, capsys, extra, message):
@@ -162,31 +216,32 @@ def test_relax_cli(files, tmp_path, capsys):
 
 
 def test_neb_cli(files, tmp_path, capsys):
+    """A band that converges exits 0 and its barrier is the energy of its highest image
+    (recomputed here with the calculator); one that cannot in the steps given exits 1."""
+    from equipot.calculator import EquipotCalculator
+
     initial = bulk("Cu", "fcc", a=3.61, cubic=True)
     final = initial.copy()
     final.positions[0] += [0.1, 0.0, 0.0]
     write(tmp_path / "a.extxyz", initial)
     write(tmp_path / "b.extxyz", final)
     out = tmp_path / "neb.json"
-    code = main(
-        [
-            "neb",
-            str(files / "model.eqp"),
-            str(tmp_path / "a.extxyz"),
-            str(tmp_path / "b.extxyz"),
-            "--images",
-            "2",
-            "--climb",
-            "--steps",
-            "5",
-            "--out",
-            str(out),
-        ]
-    )
-    assert code in (0, 1)
+    argv = ["neb", str(files / "model.eqp"), str(tmp_path / "a.extxyz"), str(tmp_path / "b.extxyz"),
+            "--images", "2", "--climb", "--out", str(out)]  # fmt: skip
+    assert main([*argv, "--steps", "500", "--fmax", "0.05"]) == 0
+    printed = capsys.readouterr().out
+    assert "barrier" in printed and "NOT converged" not in printed
     data = json.loads(out.read_text())
-    assert len(data["energies_eV"]) == 4 and "barrier_eV" in data
+    band = read(out.with_suffix(".extxyz"), ":")
+    assert len(band) == len(data["energies_eV"]) == 4
+    calc = EquipotCalculator(files / "model.eqp")
+    energies = []
+    for atoms in band:
+        atoms.calc = calc
+        energies.append(atoms.get_potential_energy())
+    np.testing.assert_allclose(data["energies_eV"], energies, rtol=0, atol=1e-8)
     assert data["relative_energies_eV"][0] == 0.0
+    assert data["barrier_eV"] == pytest.approx(max(energies) - energies[0], abs=1e-8)
     assert out.with_suffix(".png").stat().st_size > 1000
-    assert len(read(out.with_suffix(".extxyz"), ":")) == 4
-    assert "barrier" in capsys.readouterr().out
+    assert main([*argv, "--steps", "1", "--fmax", "1e-6"]) == 1
+    assert "NOT converged" in capsys.readouterr().out

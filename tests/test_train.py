@@ -205,8 +205,9 @@ def test_exported_model_equals_training_model_plus_references():
     assert atomic_numbers["Al"] < atomic_numbers["Cu"]  # element order used above
 
 
-def test_resume_continues_exactly(tmp_path, data):
-    """k epochs + resume to K epochs == K epochs uninterrupted (same seed): same weights."""
+def test_extend_continues_exactly(tmp_path, data):
+    """k epochs + extend to K epochs == K epochs uninterrupted (same seed, a schedule that
+    does not depend on the plan's length): same weights."""
     full = load_config(tiny_config(data, tmp_path / "full", optim={"max_epochs": 3}))
     train(full, verbose=False)
     part = load_config(tiny_config(data, tmp_path / "part", optim={"max_epochs": 1}))
@@ -214,7 +215,9 @@ def test_resume_continues_exactly(tmp_path, data):
     with pytest.raises(ValueError, match="--resume"):
         train(part, verbose=False)
     resumed = load_config(tiny_config(data, tmp_path / "part", optim={"max_epochs": 3}))
-    train(resumed, resume=True, verbose=False)
+    with pytest.raises(ValueError, match=r"optim\.max_epochs: 1 → 3.*--extend"):
+        train(resumed, resume=True, verbose=False)
+    train(resumed, extend=True, verbose=False)  # plateau schedule: extending = one long run
     a = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=True)
     b = torch.load(tmp_path / "part" / "checkpoint.pt", weights_only=True)
     assert a["progress"]["epoch"] == b["progress"]["epoch"] == 3

@@ -25,7 +25,9 @@ def add_source_arguments(parser: argparse.ArgumentParser, structure: str = "STRU
         choices=CALCULATORS,
         help="use an ASE calculator instead of a model (emt: ASE's EMT, for checks and demos)",
     )
-    parser.add_argument("--dtype", default="float64", choices=["float32", "float64"])
+    parser.add_argument(
+        "--dtype", default=None, choices=["float32", "float64"], help="model precision (float64)"
+    )
     parser.add_argument("--index", default="-1", help="frame of STRUCTURE to use (ASE index)")
     parser.add_argument("--out", type=Path, help="output folder (default: STRUCTURE-COMMAND/)")
 
@@ -34,6 +36,10 @@ def load_inputs(args: argparse.Namespace):
     """(source, atoms, output folder) from the parsed arguments; ValueError on bad input."""
     from ase.io import read
 
+    from equipot.cli.options import reject_unused, with_defaults
+
+    reject_unused(args, {"dtype": (not args.calculator, "models (not --calculator)")})
+    with_defaults(args, {"dtype": "float64"})
     inputs = [path for path in (args.model, args.structure) if path is not None]
     expected = 1 if args.calculator else 2
     if len(inputs) != expected:

@@ -23,14 +23,22 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--site", type=int, default=0, help="index of the removed atom")
     parser.add_argument("--fmax", type=float, default=1e-3, help="relaxation, eV/Å")
     parser.add_argument("--migration", action="store_true", help="also the migration barrier")
-    parser.add_argument("--images", type=int, default=5, help="NEB images between end points")
-    parser.add_argument("--neb-engine", default="auto", choices=["auto", "equipot", "ase"])
+    parser.add_argument(
+        "--images", type=int, default=None, help="--migration: NEB images (default 5)"
+    )
+    parser.add_argument(
+        "--neb-engine", default=None, choices=["auto", "equipot", "ase"], help="--migration"
+    )
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
+    from equipot.cli.options import reject_unused, with_defaults
     from equipot.properties.defects import vacancy_formation_energy, vacancy_migration_barrier
 
+    neb = (args.migration, "the migration barrier (--migration)")
+    reject_unused(args, {"images": neb, "neb_engine": neb})
+    with_defaults(args, {"images": 5, "neb_engine": "auto"})
     source, bulk, out = load_inputs(args)
     formation = vacancy_formation_energy(
         bulk, source, supercell=args.supercell, index=args.site, fmax=args.fmax

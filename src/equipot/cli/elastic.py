@@ -20,7 +20,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     add_source_arguments(parser)
     parser.add_argument("--step", type=float, default=0.005, help="strain increment")
     parser.add_argument("--points", type=int, default=2, help="strains per side (±k·step)")
-    parser.add_argument("--fmax", type=float, default=1e-4, help="ionic relaxation, eV/Å")
+    parser.add_argument(
+        "--fmax", type=float, default=None, help="ionic relaxation, eV/Å (default 1e-4)"
+    )
     parser.add_argument(
         "--no-relax-cell", action="store_true", help="use the cell as given (keeps pre-stress)"
     )
@@ -38,8 +40,13 @@ def _print_matrix(title: str, c: np.ndarray) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from equipot.cli.options import reject_unused, with_defaults
     from equipot.properties.elastic import born_stability, elastic_constants, vrh_moduli
 
+    reject_unused(
+        args, {"fmax": (not args.clamped_ion, "the ionic relaxation (not --clamped-ion)")}
+    )
+    with_defaults(args, {"fmax": 1e-4})
     source, atoms, out = load_inputs(args)
     result = elastic_constants(
         atoms,

@@ -66,6 +66,8 @@ def run(args: argparse.Namespace) -> int:
             model, source, batch_size=args.batch_size, dtype=resolve_dtype(args.dtype)
         )
     print(error_table(metrics, f"{args.model} on {args.data}"))
+    for note in metrics["notes"]:
+        print(note)
     if groups:
         print(group_table(groups))
     if args.out:

@@ -27,8 +27,8 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from ase.io import read, write
-    from tqdm import tqdm
 
+    from equipot.progress import progress_iter
     from equipot.transfer.delta import delta_labels
     from equipot.transfer.teachers import label
 
@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     if not path.is_file():
         raise FileNotFoundError(f"data file not found: {path}")
     frames = read(path, ":")
-    frames = tqdm(frames, desc=args.calculator, dynamic_ncols=True, leave=False)
+    frames = progress_iter(frames, args.calculator, leave=False)  # iterated once, lazily
     if args.delta:
         out = delta_labels(frames, args.calculator)
         if args.config_type:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from equipot.cli.options import reject_unused, with_defaults
 from equipot.cli.sim_common import add_model_arguments, load_potential, read_structure
 
 
@@ -24,8 +25,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument(
         "--thermostat",
         choices=["langevin", "nose-hoover"],
-        default="langevin",
-        help="NVT thermostat (NPT and PIMD use Langevin / PILE)",
+        default=None,
+        help="NVT thermostat (default langevin; NPT and PIMD use Langevin / PILE)",
     )
     p.add_argument(
         "--temperature",
@@ -33,7 +34,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         default=None,
         help="K; also draws initial Maxwell–Boltzmann velocities",
     )
-    p.add_argument("--pressure", type=float, default=0.0, help="NPT pressure, GPa (1 bar = 1e-4)")
+    p.add_argument(
+        "--pressure", type=float, default=None, help="NPT pressure, GPa (default 0; 1 bar = 1e-4)"
+    )
     p.add_argument(
         "--timestep",
         default="auto",
@@ -44,15 +47,17 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument(
         "--tau",
         type=float,
-        default=100.0,
-        help="thermostat time, fs (Langevin friction 1/tau; Nosé–Hoover period)",
+        default=None,
+        help="thermostat time, fs (default 100; Langevin friction 1/tau; Nosé–Hoover period)",
     )
-    p.add_argument("--barostat-tau", type=float, default=1000.0, help="barostat time, fs")
+    p.add_argument(
+        "--barostat-tau", type=float, default=None, help="NPT barostat time, fs (default 1000)"
+    )
     p.add_argument(
         "--bulk-modulus",
         type=float,
-        default=100.0,
-        help="bulk modulus the barostat assumes, GPa (sets its speed only)",
+        default=None,
+        help="bulk modulus the NPT barostat assumes, GPa (default 100; sets its speed only)",
     )
     p.add_argument(
         "--efield",
@@ -64,11 +69,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument(
         "--efield-frequency",
         type=float,
-        default=0.0,
+        default=None,
         help="THz: oscillating field E·cos(2πft) (default 0: static)",
     )
     p.add_argument("--skin", type=float, default=1.0, help="neighbour-list skin, Å")
-    p.add_argument("--seed", type=int, default=None)
+    p.add_argument(
+        "--seed", type=int, default=None, help="initial velocities (--temperature), Langevin noise"
+    )
     p.add_argument("--out", type=Path, default=Path("traj.extxyz"), help="trajectory file")
     p.add_argument("--log", type=Path, default=Path("thermo.csv"), help="thermo CSV")
     p.add_argument("--plot", type=Path, default=None, help="PNG (default: log with .png)")
@@ -97,7 +104,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     u.add_argument(
         "--on-alarm",
         choices=["stop", "write"],
-        default="stop",
+        default=None,
         help="stop the run, or write the offending frame and continue (default stop)",
     )
     u.add_argument(
@@ -106,7 +113,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         default=None,
         help="offending frames (extxyz; default: the trajectory's name + .alarms.extxyz)",
     )
-    u.add_argument("--alarm-gap", type=int, default=10, help="steps between written alarm frames")
+    u.add_argument(
+        "--alarm-gap", type=int, default=None, help="steps between written alarm frames (10)"
+    )
     u.add_argument("--no-uncertainty", action="store_true", help="do not evaluate uncertainties")
     return p
 
@@ -125,6 +134,7 @@ def run(args) -> int:
         raise ValueError(f"--temperature must be positive (K), got {args.temperature}")
     if args.beads < 1 or (args.beads > 1 and args.ensemble != "pimd"):
         raise ValueError("--beads needs --ensemble pimd and must be ≥ 1")
+    check_md_options(args)
     alarm = None
     if args.max_force_radius is not None or args.max_latent_distance is not None:
         from equipot.sim.uncertain import Alarm
@@ -212,3 +222,43 @@ def run(args) -> int:
         )
         return 3 if result.stopped_at is not None else 0
     return 0
+
+
+def check_md_options(args) -> None:
+    """Refuse options the chosen ensemble ignores; fill in the defaults of the others."""
+    npt, nvt = args.ensemble == "npt", args.ensemble == "nvt"
+    random = (
+        args.temperature is not None
+        or args.ensemble in ("npt", "pimd")
+        or (nvt and args.thermostat != "nose-hoover")
+    )
+    alarms = args.max_force_radius is not None or args.max_latent_distance is not None
+    alarm_scope = "uncertainty alarms (--max-force-radius / --max-latent-distance)"
+    reject_unused(
+        args,
+        {
+            "pressure": (npt, "--ensemble npt (NVE, NVT and PIMD keep the volume fixed)"),
+            "barostat_tau": (npt, "the barostat of --ensemble npt"),
+            "bulk_modulus": (npt, "the barostat of --ensemble npt"),
+            "thermostat": (nvt, "--ensemble nvt (NPT and PIMD always use Langevin / PILE)"),
+            "tau": (args.ensemble != "nve", "the thermostats of nvt, npt and pimd, not nve"),
+            "seed": (random, "random numbers: velocities from --temperature, Langevin noise"),
+            "on_alarm": (alarms, alarm_scope),
+            "alarm_file": (alarms, alarm_scope),
+            "alarm_gap": (alarms, alarm_scope),
+            "efield_frequency": (args.efield is not None, "an applied field (--efield EX EY EZ)"),
+        },
+    )
+    with_defaults(
+        args,
+        {
+            "pressure": 0.0,
+            "barostat_tau": 1000.0,
+            "bulk_modulus": 100.0,
+            "thermostat": "langevin",
+            "tau": 100.0,
+            "on_alarm": "stop",
+            "alarm_gap": 10,
+            "efield_frequency": 0.0,
+        },
+    )

@@ -47,8 +47,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args) -> int:
     from ase.io import write
-    from tqdm.auto import tqdm
 
+    from equipot.progress import progress_bar
     from equipot.sim.neb import neb
     from equipot.sim.relax import relax
 
@@ -60,7 +60,7 @@ def run(args) -> int:
     if args.relax_endpoints:
         initial = relax(initial, potential, method="lbfgs", fmax=args.fmax).atoms()
         final = relax(final, potential, method="lbfgs", fmax=args.fmax).atoms()
-    bar = tqdm(total=args.steps, unit="it", dynamic_ncols=True)
+    bar = progress_bar(args.steps, "neb", "it")
 
     def callback(info: dict) -> None:
         bar.update(1)

@@ -33,7 +33,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument(
         "--method", default="auto", choices=["auto", "autograd", "finite-difference"]
     )
-    parser.add_argument("--delta", type=float, default=0.01, help="finite-difference step, Å")
+    parser.add_argument(
+        "--delta", type=float, default=None, help="finite-difference step, Å (default 0.01)"
+    )
     parser.add_argument("--path", help="special-point path, e.g. GXWKGLUWLK,UX (default: ASE's)")
     parser.add_argument("--npoints", type=int, default=300, help="q-points along the path")
     parser.add_argument(
@@ -46,9 +48,22 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    from equipot.cli.options import reject_unused, with_defaults
     from equipot.properties.phonons import compute_phonons
     from equipot.properties.relax import relax
 
+    finite = args.method == "finite-difference" or (args.method == "auto" and args.calculator)
+    reject_unused(
+        args,
+        {
+            "delta": (
+                finite,
+                "finite differences (--method finite-difference, or "
+                "--calculator); a model's Hessian is exact",
+            )
+        },
+    )
+    with_defaults(args, {"delta": 0.01})
     source, atoms, out = load_inputs(args)
     if args.relax:
         atoms = relax(atoms, source, fmax=args.relax, cell=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from equipot.cli.options import reject_unused, with_defaults
 from equipot.cli.sim_common import add_model_arguments, load_potential, read_structure
 
 
@@ -24,7 +25,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--method", choices=["fire", "lbfgs", "newton"], default="lbfgs")
     p.add_argument("--fmax", type=float, default=0.05, help="force threshold, eV/Å")
     p.add_argument("--cell", action="store_true", help="relax the cell too (3D periodic)")
-    p.add_argument("--pressure", type=float, default=0.0, help="external pressure, GPa")
+    p.add_argument(
+        "--pressure",
+        type=float,
+        default=None,
+        help="external pressure with --cell, GPa (default 0)",
+    )
     p.add_argument("--steps", type=int, default=1000, help="maximum iterations")
     p.add_argument(
         "--out",
@@ -38,19 +44,21 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args) -> int:
     from ase.io import write
-    from tqdm.auto import tqdm
 
+    from equipot.progress import progress_bar
     from equipot.sim.relax import relax
     from equipot.sim.state import SimState
     from equipot.sim.trajectory import TrajectoryWriter
 
     if args.fmax <= 0:
         raise ValueError(f"--fmax must be positive, got {args.fmax}")
+    reject_unused(args, {"pressure": (args.cell, "cell relaxations (--cell)")})
+    with_defaults(args, {"pressure": 0.0})
     potential = load_potential(args.model, args.dtype, skin=0.5)
     atoms = read_structure(args.structure, args.index)
     state = SimState.from_atoms(atoms, remove_com=False)
     writer = TrajectoryWriter(args.trajectory) if args.trajectory else None
-    bar = tqdm(total=args.steps, unit="it", dynamic_ncols=True)
+    bar = progress_bar(args.steps, "relax", "it")
 
     def callback(s) -> None:
         bar.update(1)

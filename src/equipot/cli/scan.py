@@ -26,8 +26,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--torsion", type=int, nargs=4, metavar=("I", "J", "K", "L"))
     which.add_argument("--stretch", type=int, nargs=2, metavar=("I", "J"))
-    p.add_argument("--step", type=float, default=10.0, help="torsion step, degrees (10)")
-    p.add_argument("--span", type=float, default=360.0, help="torsion range, degrees (360)")
+    p.add_argument("--step", type=float, default=None, help="torsion step, degrees (10)")
+    p.add_argument("--span", type=float, default=None, help="torsion range, degrees (360)")
     p.add_argument("--to", type=float, default=None, help="stretch: final distance, Å")
     p.add_argument(
         "--from",
@@ -36,7 +36,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         default=None,
         help="stretch: first distance, Å (default 0.8 × the current one)",
     )
-    p.add_argument("--points", type=int, default=30, help="stretch: number of points (30)")
+    p.add_argument("--points", type=int, default=None, help="stretch: number of points (30)")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument(
         "--relaxed",
@@ -51,8 +51,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         action="store_false",
         help="move the fragment only (default for stretches)",
     )
-    p.add_argument("--fmax", type=float, default=0.02, help="relaxation threshold, eV/Å")
-    p.add_argument("--steps", type=int, default=300, help="relaxation steps per point")
+    p.add_argument("--fmax", type=float, default=None, help="relaxed scans: threshold, eV/Å (0.02)")
+    p.add_argument("--steps", type=int, default=None, help="relaxed scans: steps per point (300)")
     p.add_argument(
         "--hole-threshold",
         type=float,
@@ -68,15 +68,31 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args) -> int:
     from ase.io import write
-    from tqdm.auto import tqdm
 
     from equipot.calculator import EquipotCalculator
+    from equipot.cli.options import reject_unused, with_defaults
     from equipot.cli.sim_common import read_structure
+    from equipot.progress import progress_bar
     from equipot.scan import Coordinate, check_scan, run_scan, torsion_values
     from equipot.scan.report import plot_scan, scan_record, write_json
 
     if not args.model.exists():
         raise FileNotFoundError(f"model file {args.model} does not exist")
+    torsion = args.torsion is not None
+    relaxed = args.relax if args.relax is not None else torsion
+    reject_unused(
+        args,
+        {
+            "step": (torsion, "torsion scans (--torsion)"),
+            "span": (torsion, "torsion scans (--torsion)"),
+            "to": (not torsion, "stretch scans (--stretch)"),
+            "start": (not torsion, "stretch scans (--stretch)", "--from"),
+            "points": (not torsion, "stretch scans (--stretch)"),
+            "fmax": (relaxed, "relaxed scans (--relaxed; the default for torsions)"),
+            "steps": (relaxed, "relaxed scans (--relaxed; the default for torsions)"),
+        },
+    )
+    with_defaults(args, {"step": 10.0, "span": 360.0, "points": 30, "fmax": 0.02, "steps": 300})
     atoms = read_structure(args.structure, args.index)
     if args.torsion is not None:
         coordinate = Coordinate.torsion(atoms, args.torsion)
@@ -95,7 +111,7 @@ def run(args) -> int:
         values = np.linspace(start, stop, args.points)
         relax = False if args.relax is None else args.relax
     calc = EquipotCalculator(args.model, dtype=args.dtype)
-    with tqdm(total=len(values), unit="pt", dynamic_ncols=True) as bar:
+    with progress_bar(len(values), "scan", "pt") as bar:
 
         def progress(done: int, energy: float) -> None:
             bar.update(1)

@@ -37,6 +37,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    from equipot.cli.options import reject_unused
     from equipot.model.io import load_model
     from equipot.properties.spectra import broaden, harmonic_spectrum, write_table
 
@@ -45,6 +46,15 @@ def run(args: argparse.Namespace) -> int:
     model = load_model(args.model)
     if args.structure is None and args.from_md is None:
         raise ValueError("give a STRUCTURE (harmonic spectra) and/or --from-md TRAJ")
+    harmonic = (args.structure is not None, "harmonic spectra of a STRUCTURE")
+    reject_unused(
+        args,
+        {
+            "md_timestep": (args.from_md is not None, "MD spectra (--from-md TRAJ)"),
+            "relax": harmonic,
+            "raman": harmonic,
+        },
+    )
     names = model.config.heads
     ir = args.ir or not (args.raman or args.from_md)
     raman = args.raman or (not args.ir and not args.from_md and "polarizability" in names)

@@ -1,9 +1,10 @@
-"""``equipot train CONFIG.yaml [--set key=value ...] [--resume] [--nproc N]``."""
+"""``equipot train CONFIG.yaml [--set key=value ...] [--resume | --extend] [--nproc N]``."""
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
 
 
 def add_parser(subparsers) -> None:
@@ -24,7 +25,24 @@ def add_parser(subparsers) -> None:
         help="override a config value, e.g. --set optim.lr=0.005 (repeatable)",
     )
     p.add_argument("--out", help="run directory (same as --set output.dir=...)")
-    p.add_argument("--resume", action="store_true", help="continue from the run's checkpoint.pt")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in output.dir from its checkpoint.pt, exactly where it stopped "
+        "(same config; starts the run if it has no checkpoint yet)",
+    )
+    p.add_argument(
+        "--extend",
+        action="store_true",
+        help="resume a finished or interrupted run with a larger budget: give the new total "
+        "optim.max_epochs / optim.max_time_min with --set; the schedule is stretched over the "
+        "new plan",
+    )
+    p.add_argument(
+        "--allow-config-change",
+        action="store_true",
+        help="resume although data, split, model, loss or optimiser settings changed",
+    )
     p.add_argument("--nproc", type=int, default=1, help="data-parallel processes (gloo)")
     p.add_argument(
         "--ensemble",
@@ -44,16 +62,33 @@ def add_parser(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from equipot.train import load_config, train
+    from equipot.train.guard import TrainingInterrupted
 
     overrides = list(args.overrides) + ([f"output.dir={args.out}"] if args.out else [])
     config = load_config(args.config, overrides)
     if args.nproc < 1:
         raise ValueError(f"--nproc must be at least 1, got {args.nproc}")
+    if args.nproc > 1 and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ValueError("--nproc starts processes itself: leave it out under torchrun")
     if args.ensemble is not None:
+        if args.extend or args.allow_config_change:
+            raise ValueError(
+                "--extend / --allow-config-change go with a single run, not --ensemble"
+            )
         return _committee(config, args)
     if args.bootstrap or args.jobs != 1:
         raise ValueError("--bootstrap and --jobs go with --ensemble K")
-    result = train(config, resume=args.resume, nproc=args.nproc)
+    try:
+        result = train(
+            config,
+            resume=args.resume,
+            extend=args.extend,
+            allow_config_change=args.allow_config_change,
+            nproc=args.nproc,
+        )
+    except TrainingInterrupted as exc:
+        print(f"equipot train: {exc}", file=sys.stderr)
+        return 3
     if os.environ.get("RANK", "0") != "0":  # launched by torchrun: rank 0 reports
         return 0
     r = result.results
@@ -61,10 +96,14 @@ def run(args: argparse.Namespace) -> int:
     for split in ("valid", "test"):
         if split in r:
             e = r[split]
+            forces = (
+                f"force MAE {1e3 * e['forces_mae']:.3f} meV/Å"
+                if "forces_mae" in e
+                else f"no forces in the {split} set"
+            )
             print(
                 f"{split:5s}: energy MAE {1e3 * e['energy_mae']:.3f} meV "
-                f"({1e3 * e['energy_per_atom_mae']:.3f} meV/atom), "
-                f"force MAE {1e3 * e.get('forces_mae', float('nan')):.3f} meV/Å"
+                f"({1e3 * e['energy_per_atom_mae']:.3f} meV/atom), {forces}"
             )
     print(f"best model:  {result.best_model}")
     print(f"final model: {result.final_model}")

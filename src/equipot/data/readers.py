@@ -13,7 +13,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from equipot.data.frames import Frame, validate_frame
+from equipot.data.frames import Frame, check_plausible, validate_frame
 from equipot.data.labels import LabelField, label_value
 from equipot.data.units import energy_factor, force_factor, length_factor, stress_factor
 
@@ -94,9 +94,16 @@ def read_frames(source: DataSource) -> Iterator[Frame]:
         raise FileNotFoundError(f"data file not found: {path}")
     reader = {"extxyz": _read_extxyz, "rmd17": _read_rmd17, "ase-db": _read_ase_db}
     f = source.factors()
+    defaults = DataSource.model_fields
+    names = {
+        quantity: quantity
+        if getattr(source, f"{quantity}_key") == defaults[f"{quantity}_key"].default
+        else f"{quantity} (key {getattr(source, f'{quantity}_key')!r})"
+        for quantity in ("energy", "forces", "stress", "virial")
+    }
     for k, frame in enumerate(reader[source.resolved_format()](source)):
         where = f"{path} frame {k}"
-        frame = validate_frame(frame, where)
+        frame = validate_frame(frame, where, names)
         frame.positions = frame.positions * f["length"]
         frame.cell = frame.cell * f["length"]
         frame.energy = frame.energy * f["energy"]
@@ -106,18 +113,20 @@ def read_frames(source: DataSource) -> Iterator[Frame]:
             frame.stress = frame.stress * f["stress"]
         if frame.virial is not None:  # σ = −W / V in eV/Å³
             volume = abs(np.linalg.det(frame.cell))
+            if not volume > 0:
+                raise ValueError(f"{where}: virial given for a cell of zero volume")
             frame.stress, frame.virial = -frame.virial * f["energy"] / volume, None
+        check_plausible(frame, where)
         yield frame
 
 
 def _read_rmd17(source: DataSource) -> Iterator[Frame]:
-    with np.load(source.path) as data:
-        missing = {"nuclear_charges", "coords", "energies"} - set(data.files)
-        if missing:
-            raise ValueError(f"{source.path}: not an rMD17 file, keys {sorted(missing)} missing")
-        numbers = data["nuclear_charges"].astype(np.int64)
-        coords, energies = data["coords"], data["energies"]
-        forces = data["forces"] if "forces" in data.files else None
+    from equipot.data.npz import read_rmd17_arrays
+
+    data = read_rmd17_arrays(source.path)
+    numbers = data["nuclear_charges"].astype(np.int64)
+    coords, energies, forces = data["coords"], data["energies"], data.get("forces")
+    per_atom = tuple(k for k in ("coords", "forces") if k in data)
     for k in range(len(coords)):
         yield Frame(
             numbers=numbers,
@@ -126,6 +135,8 @@ def _read_rmd17(source: DataSource) -> Iterator[Frame]:
             pbc=np.zeros(3, dtype=bool),
             energy=energies[k],
             forces=None if forces is None else forces[k],
+            per_frame_keys=("energies",),
+            per_atom_keys=per_atom,
         )
 
 
@@ -141,8 +152,24 @@ def _get(atoms, key: str, where: str, required: bool, extra: dict | None = None)
     if extra and key in extra:
         return extra[key]
     if required:
-        raise ValueError(f"{where}: no energy (key {key!r} not found)")
+        per_frame, per_atom = available_keys(atoms, extra)
+        raise ValueError(
+            f"{where}: no energy (key {key!r} not found; per-frame keys: {list(per_frame)}, "
+            f"per-atom keys: {list(per_atom)})"
+        )
     return None
+
+
+def available_keys(atoms, extra: dict | None = None) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(per-frame, per-atom) property names of an Atoms object (+ db row extras)."""
+    results = dict(getattr(atoms.calc, "results", None) or {})
+    candidates = {**atoms.info, **results, **(extra or {})}
+    per_atom = {k for k in atoms.arrays if k not in ("numbers", "positions")}
+    per_frame = set()
+    for k, value in candidates.items():
+        shape = np.shape(value) if isinstance(value, (list, tuple, np.ndarray)) else ()
+        (per_atom if shape[:1] == (len(atoms),) and len(shape) == 2 else per_frame).add(str(k))
+    return tuple(sorted(per_frame)), tuple(sorted(per_atom))
 
 
 def _atoms_to_frame(atoms, source: DataSource, where: str, extra: dict | None = None) -> Frame:
@@ -150,6 +177,7 @@ def _atoms_to_frame(atoms, source: DataSource, where: str, extra: dict | None = 
     virial = None if stress is not None else _get(atoms, source.virial_key, where, False, extra)
     weight = _get(atoms, source.weight_key, where, False, extra)
     config_type = _get(atoms, source.config_type_key, where, False, extra)
+    per_frame, per_atom = available_keys(atoms, extra)
     charges = [_get(atoms, key, where, False, extra) for key in source.charge_keys]
     charge = next((c for c in charges if c is not None), 0.0)
     return Frame(
@@ -163,6 +191,8 @@ def _atoms_to_frame(atoms, source: DataSource, where: str, extra: dict | None = 
         virial=virial,
         weight=1.0 if weight is None else weight,
         config_type="Default" if config_type is None else config_type,
+        per_frame_keys=per_frame,
+        per_atom_keys=per_atom,
         charge=charge,
         labels=_labels(atoms, source, where, extra),
     )
@@ -178,29 +208,30 @@ def _labels(atoms, source: DataSource, where: str, extra: dict | None) -> dict:
 
 
 def _read_extxyz(source: DataSource) -> Iterator[Frame]:
-    from ase.io import iread
+    from equipot.data.extxyz import read_extxyz_frames
 
-    frames = iread(str(source.path), index=":", format="extxyz")
-    k = 0
-    while True:
-        try:
-            atoms = next(frames)
-        except StopIteration:
-            return
-        except Exception as exc:  # ASE's parser errors do not say where
-            raise ValueError(f"{source.path} frame {k}: cannot parse: {exc}") from None
-        yield _atoms_to_frame(atoms, source, f"{source.path} frame {k}")
-        k += 1
+    for where, atoms in read_extxyz_frames(source.path):
+        yield _atoms_to_frame(atoms, source, where)
 
 
 def _read_ase_db(source: DataSource) -> Iterator[Frame]:
     import ase.db
 
-    with ase.db.connect(str(source.path)) as db:
-        for k, row in enumerate(db.select()):
-            extra = dict(row.key_value_pairs)
-            extra.update(row.get("data", {}) or {})
-            for key in ("energy", "forces", "stress"):
-                if row.get(key) is not None:
-                    extra[key] = row.get(key)
-            yield _atoms_to_frame(row.toatoms(), source, f"{source.path} frame {k}", extra)
+    k, where = 0, f"{source.path}"
+    try:
+        with ase.db.connect(str(source.path), type="db") as db:
+            for k, row in enumerate(db.select()):
+                where = f"{source.path} frame {k} (row id {row.id})"
+                extra = dict(row.key_value_pairs)
+                extra.update(row.get("data", {}) or {})
+                for key in ("energy", "forces", "stress"):
+                    if row.get(key) is not None:
+                        extra[key] = row.get(key)
+                yield _atoms_to_frame(row.toatoms(), source, where, extra)
+    except ValueError:
+        raise
+    except Exception as exc:  # sqlite3 / JSON / ASE errors on damaged databases
+        reason = " ".join(str(exc).split())[:200]
+        raise ValueError(
+            f"{where}: not a readable ASE database ({type(exc).__name__}: {reason})"
+        ) from None

@@ -4,14 +4,17 @@
 #pragma once
 
 #include "engine.h"
+#include "zbl.h"
 
+#include <optional>
 #include <string>
 #include <unordered_map>
 
 namespace equipot {
 
 // Bump together with ENGINE_FORMAT in equipot/model/inference.py when the layout changes.
-constexpr int64_t kEngineFormat = 1;
+// 2: parameters of the model's extra energy terms ("term.<name>.<key>", ZBL repulsion).
+constexpr int64_t kEngineFormat = 2;
 
 using TensorMap = std::unordered_map<std::string, Tensor>;
 
@@ -75,6 +78,38 @@ inline InferenceEngine engine_from_tensors(const TensorMap& t) {
                      entry(t, p + "sc"), entry(t, p + "sc_t"), sequence(t, p + "readout"));
   }
   return engine;
+}
+
+// The model's extra energy terms, packed beside the engine as "term.<name>.<key>"
+// (EnergyTerm.engine_tensors in equipot/model/terms). The engine evaluates the network; a host
+// without Python (the LAMMPS plugin) adds the terms per edge. A term this code does not know
+// is an error, never a silently missing energy.
+struct Terms {
+  std::optional<zbl::Parameters> repulsion;
+};
+
+inline Terms terms_from_tensors(const TensorMap& t) {
+  using namespace detail;
+  for (const auto& [name, tensor] : t) {
+    if (name.rfind("term.", 0) != 0) continue;
+    const std::string term = name.substr(5, name.find('.', 5) - 5);
+    TORCH_CHECK(term == "repulsion", "packed inference engine: energy term '", term,
+                "' is not known to this build of equipot (tensor '", name, "')");
+  }
+  Terms terms;
+  if (t.count("term.repulsion.charge")) {
+    zbl::Parameters p;
+    p.charge = reals(t, "term.repulsion.charge");
+    p.radius = reals(t, "term.repulsion.radius");
+    p.inner = real(t, "term.repulsion.inner");
+    p.outer = real(t, "term.repulsion.outer");
+    p.cap = real(t, "term.repulsion.cap");
+    TORCH_CHECK(p.charge.size() == p.radius.size() &&
+                    int64_t(p.charge.size()) == entry(t, "embedding").size(0),
+                "packed inference engine: ZBL repulsion needs a charge and a radius per element");
+    terms.repulsion = std::move(p);
+  }
+  return terms;
 }
 
 }  // namespace equipot

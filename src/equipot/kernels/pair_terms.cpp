@@ -1,7 +1,6 @@
 // Parameter-free pair terms for the inference path: energies per atom and ∂E/∂r_ij per edge.
 #include <torch/extension.h>
 
-#include <algorithm>
 #include <vector>
 
 #include "zbl.h"
@@ -11,31 +10,21 @@ using torch::Tensor;
 
 namespace {
 
-// Each directed edge i→j carries half the pair energy, assigned to its centre i.
 template <typename T>
 void zbl_edges(const Tensor& vectors, const Tensor& centre, const Tensor& neighbour,
-               const Tensor& species, const Tensor& charge, const Tensor& radius, double inner,
-               double outer, double cap, Tensor& atomic, Tensor& grad) {
+               const Tensor& species, const equipot::zbl::Parameters& zbl, Tensor& atomic,
+               Tensor& grad) {
   const int64_t E = vectors.size(0);
   const T* v = vectors.data_ptr<T>();
   const int64_t *ci = centre.data_ptr<int64_t>(), *nj = neighbour.data_ptr<int64_t>();
   const int64_t* z = species.data_ptr<int64_t>();
-  const double *q = charge.data_ptr<double>(), *rc = radius.data_ptr<double>();
   T* g = grad.data_ptr<T>();
   std::vector<T> half(E, T(0));
   at::parallel_for(0, E, 1024, [&](int64_t e0, int64_t e1) {
     for (int64_t e = e0; e < e1; ++e) {
-      const int64_t a = z[ci[e]], b = z[nj[e]];
-      const T r_out = T(std::min(outer * (rc[a] + rc[b]), cap));
-      const T* x = v + 3 * e;
-      const T r2 = x[0] * x[0] + x[1] * x[1] + x[2] * x[2];
-      g[3 * e] = g[3 * e + 1] = g[3 * e + 2] = T(0);
-      if (r2 >= r_out * r_out) continue;
-      const T r = std::sqrt(r2);
-      T energy, de;
-      equipot::zbl::pair<T>(T(q[a]), T(q[b]), r, r_out * T(inner / outer), r_out, energy, de);
-      half[e] = T(0.5) * energy;
-      for (int k = 0; k < 3; ++k) g[3 * e + k] = T(0.5) * de * x[k] / r;
+      T* ge = g + 3 * e;
+      if (!zbl.half_edge<T>(z[ci[e]], z[nj[e]], v + 3 * e, half[e], ge))
+        ge[0] = ge[1] = ge[2] = T(0);
     }
   });
   T* out = atomic.data_ptr<T>();
@@ -52,11 +41,14 @@ std::vector<Tensor> zbl_term(Tensor vectors, Tensor edge_index, Tensor species, 
   species = species.contiguous();
   charge = charge.to(torch::kFloat64).contiguous();
   radius = radius.to(torch::kFloat64).contiguous();
+  equipot::zbl::Parameters zbl;
+  zbl.charge.assign(charge.data_ptr<double>(), charge.data_ptr<double>() + charge.numel());
+  zbl.radius.assign(radius.data_ptr<double>(), radius.data_ptr<double>() + radius.numel());
+  zbl.inner = inner, zbl.outer = outer, zbl.cap = cap;
   Tensor atomic = at::zeros({species.size(0)}, vectors.options());
   Tensor grad = at::empty_like(vectors);
   AT_DISPATCH_FLOATING_TYPES(vectors.scalar_type(), "zbl_term", [&] {
-    zbl_edges<scalar_t>(vectors, centre, neighbour, species, charge, radius, inner, outer, cap,
-                        atomic, grad);
+    zbl_edges<scalar_t>(vectors, centre, neighbour, species, zbl, atomic, grad);
   });
   return {atomic, grad};
 }

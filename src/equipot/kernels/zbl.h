@@ -4,7 +4,10 @@
 // uses this one implementation.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <vector>
 
 namespace equipot {
 namespace zbl {
@@ -45,6 +48,46 @@ inline bool pair(T zi, T zj, T r, T r_in, T r_out, T& energy, T& denergy) {
   denergy = dv * s + v * ds;
   return true;
 }
+
+// The term of one model: nuclear charge Z and covalent radius R (Å) per model element. The
+// switch of an element pair (a, b) ends at r_out = min(outer·(R_a + R_b), cap) (cap = r_max)
+// and starts at r_in = r_out·inner/outer.
+struct Parameters {
+  std::vector<double> charge, radius;
+  double inner = 0.0, outer = 1.0, cap = 0.0;
+
+  // Each directed edge i→j carries half the pair energy, given to its centre i: that half
+  // and its gradient ∂/∂x (x = r_j − r_i) for centre element a and neighbour element b.
+  // Returns false (nothing written) at and beyond r_out.
+  template <typename T>
+  bool half_edge(int64_t a, int64_t b, const T* x, T& energy, T* gradient) const {
+    const T r_out = T(std::min(outer * (radius[a] + radius[b]), cap));
+    const T r2 = x[0] * x[0] + x[1] * x[1] + x[2] * x[2];
+    if (r2 >= r_out * r_out) return false;
+    const T r = std::sqrt(r2);
+    T e, de;
+    pair<T>(T(charge[a]), T(charge[b]), r, r_out * T(inner / outer), r_out, e, de);
+    energy = T(0.5) * e;
+    for (int k = 0; k < 3; ++k) gradient[k] = T(0.5) * de * x[k] / r;
+    return true;
+  }
+
+  // The engine's padded slot layout (engine.h): vectors (N, K, 3), neighbors (N, K), counts
+  // (N,), species of centres and neighbours. Adds each centre's halves to atomic (N,) and the
+  // gradients to grad (N, K, 3).
+  template <typename T>
+  void add_to_slots(const T* vectors, const int64_t* neighbors, const int64_t* counts,
+                    const int64_t* species, int64_t N, int64_t K, T* atomic, T* grad) const {
+    for (int64_t i = 0; i < N; ++i)
+      for (int64_t k = 0; k < counts[i]; ++k) {
+        const int64_t s = i * K + k;
+        T half, g[3];
+        if (!half_edge<T>(species[i], species[neighbors[s]], vectors + 3 * s, half, g)) continue;
+        atomic[i] += half;
+        for (int c = 0; c < 3; ++c) grad[3 * s + c] += g[c];
+      }
+  }
+};
 
 }  // namespace zbl
 }  // namespace equipot

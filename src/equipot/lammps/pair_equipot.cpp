@@ -128,6 +128,7 @@ void PairEquipot::coeff(int narg, char **arg) {
   try {
     auto config = json::parse(file.metadata.at("config"));
     elements_ = config.at("elements").get<std::vector<std::string>>();
+    terms_ = equipot::terms_from_tensors(file.engine);  // float64 parameters, any engine dtype
     if (dtype_ != at::kDouble)
       for (auto &[name, t] : file.engine)
         if (t.is_floating_point()) t = t.to(dtype_);
@@ -182,6 +183,7 @@ double PairEquipot::init_one(int i, int j) {
 }
 
 void PairEquipot::compute(int eflag, int vflag) {
+  const double started = MPI_Wtime();
   ev_init(eflag, vflag);
   const int nlocal = atom->nlocal, nall = nlocal + atom->nghost;
   double **x = atom->x, **f = atom->f;
@@ -276,6 +278,10 @@ void PairEquipot::compute(int eflag, int vflag) {
     }
   }
 
+  if (nlocal && terms_.repulsion)  // ZBL per edge, in float64 whatever the engine's dtype
+    terms_.repulsion->add_to_slots<double>(v, nb, cn, z, nlocal, K, atomic.data_ptr<double>(),
+                                           grad.data_ptr<double>());
+
   if (!newton) ghost_forces_.assign(size_t(3) * nall, 0.0);
   const double *e = nlocal ? atomic.data_ptr<double>() : nullptr;
   const double *g = nlocal ? grad.data_ptr<double>() : nullptr;
@@ -306,6 +312,25 @@ void PairEquipot::compute(int eflag, int vflag) {
     for (int i = 0; i < nlocal; ++i)
       for (int a = 0; a < 3; ++a) f[i][a] += ghost_forces_[size_t(3) * i + a];
   }
+  compute_seconds_ += MPI_Wtime() - started;
+  ++computes_;
+}
+
+void PairEquipot::finish() {
+  double mine[3] = {exchange_seconds_, compute_seconds_, double(exchanged_values_)}, sum[3];
+  double slowest = 0.0;
+  MPI_Allreduce(mine, sum, 3, MPI_DOUBLE, MPI_SUM, world);
+  MPI_Allreduce(&exchange_seconds_, &slowest, 1, MPI_DOUBLE, MPI_MAX, world);
+  const int n = comm->nprocs;
+  if (comm->me == 0 && computes_ > 0)
+    utils::logmesg(lmp,
+                   "pair equipot: {} evaluations; per rank (mean) {:.4g} s in the pair style, "
+                   "{:.4g} s of it in feature exchanges ({:.3g} %, slowest rank {:.4g} s); {:.4g} "
+                   "ghost feature values moved per evaluation (all ranks)\n",
+                   computes_, sum[1] / n, sum[0] / n, 100.0 * sum[0] / std::max(sum[1], 1e-300),
+                   slowest, sum[2] / double(computes_));
+  exchange_seconds_ = compute_seconds_ = 0.0;
+  exchanged_values_ = computes_ = 0;
 }
 
 void PairEquipot::exchange(at::Tensor &t, bool reverse) {

@@ -1,6 +1,8 @@
 // pair_style equipot: an equipot model in LAMMPS, evaluated by the same C++ inference engine as
 // the ASE calculator (equipot/kernels/engine.h), from a model file written by
-// `equipot lammps export` (no Python, no TorchScript).
+// `equipot lammps export` (no Python, no TorchScript). The model's extra energy terms (ZBL
+// repulsion, equipot/kernels/zbl.h) are added per edge to the engine's energies and gradients,
+// so forces, per-atom energies and the virial include them like the network's.
 //
 //   pair_style equipot [float64|float32]
 //   pair_coeff * * model.eqp Cu O ...     (one element symbol per LAMMPS atom type)
@@ -36,6 +38,7 @@ class PairEquipot : public Pair {
   int pack_reverse_comm(int, int, double *) override;
   void unpack_reverse_comm(int, int *, double *) override;
   double memory_usage() override;
+  void finish() override;  // time in feature exchanges vs the whole pair style, per run
 
   // node features of ghost atoms between layers (the engine's GhostExchange)
   void forward(at::Tensor &h) { exchange(h, false); }
@@ -49,6 +52,7 @@ class PairEquipot : public Pair {
   } exchange_;
 
   std::unique_ptr<equipot::InferenceEngine> engine_;
+  equipot::Terms terms_;  // the model's extra energy terms (ZBL repulsion), added per edge
   std::vector<int> species_of_type_;  // LAMMPS type (1..ntypes) → model element index
   std::vector<std::string> elements_;  // model elements (symbols)
   at::ScalarType dtype_ = at::kDouble;
@@ -57,8 +61,10 @@ class PairEquipot : public Pair {
   at::Tensor *exchanged_ = nullptr;
   int width_ = 0;
   std::vector<double> ghost_forces_;  // newton off: forces on ghost atoms, 3 per atom
-  double exchange_seconds_ = 0.0;     // time in feature exchanges (reported at the end)
+  double exchange_seconds_ = 0.0;     // time in feature exchanges (reported by finish())
+  double compute_seconds_ = 0.0;      // time in compute(), exchanges included
   bigint exchanged_values_ = 0;
+  bigint computes_ = 0;
 
   void allocate();
   void exchange(at::Tensor &t, bool reverse);

@@ -19,9 +19,9 @@ from pathlib import Path
 
 from ase import Atoms
 from ase.io import read, write
-from tqdm import tqdm
 
 from equipot.learn.reference import label, make_calculator
+from equipot.progress import progress_bar
 
 LABEL_ID = "learn_id"
 _worker_state: dict = {}
@@ -115,7 +115,7 @@ def label_frames(
     done = {a.info.get(LABEL_ID) for a in read_labelled(path)} | failed_ids(path)
     todo = [(i, a) for i, a in jobs if i not in done]
     failures = []
-    bar = tqdm(total=len(todo), desc="labelling", disable=not progress, leave=False)
+    bar = progress_bar(len(todo), "labelling", enabled=progress, leave=False)
     if workers == 1 or len(todo) <= 1:
         _init_worker(reference, options)
         results = (_label_one(i, a, str(path)) for i, a in todo)

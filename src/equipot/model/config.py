@@ -50,7 +50,7 @@ class ModelConfig(BaseModel):
     and falls into a hole).
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     schema_version: int = MODEL_SCHEMA_VERSION
     elements: list[str] = Field(min_length=1)

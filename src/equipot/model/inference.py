@@ -186,8 +186,9 @@ def _component_mixing(tp, mixing: list[Tensor]) -> tuple[Tensor, Tensor]:
 
 # Layout of the packed engine tensors; equipot::kEngineFormat (kernels/engine_tensors.h) reads
 # the same number. Bump both when the layout changes: model files carrying a packed engine of
-# another format are then refused with a message, never misread.
-ENGINE_FORMAT = 1
+# another format are then refused with a message, never misread. 2: the extra energy terms'
+# parameters (``term.<name>.<key>``).
+ENGINE_FORMAT = 2
 
 
 def pack_engine(model: EnergyModel, dtype: torch.dtype) -> dict[str, Tensor]:
@@ -195,7 +196,10 @@ def pack_engine(model: EnergyModel, dtype: torch.dtype) -> dict[str, Tensor]:
     the C++ ``InferenceEngine`` is built from (``engine_from_tensors``): the one packing used
     by the Python calculator and by the LAMMPS plugin (which reads them from a model file).
 
-    Scalars are one-element tensors, lists ``name.0, name.1, ...``; integers are int64.
+    Scalars are one-element tensors, lists ``name.0, name.1, ...``; integers are int64. The
+    parameters of extra energy terms that have them (:meth:`EnergyTerm.engine_tensors`) come
+    as ``term.<name>.<key>``: the engine evaluates the network only; the calculator adds the
+    terms itself, the LAMMPS plugin from these tensors.
     """
     c = model.config
     nodes = model.inference_radial_table
@@ -235,6 +239,10 @@ def pack_engine(model: EnergyModel, dtype: torch.dtype) -> dict[str, Tensor]:
         "table_step": real(c.r_max / max(nodes - 1, 1)),
         "num_layers": integer(len(model.layers)),
     }
+    for name, term in model.terms.items():
+        tensors = term.engine_tensors()
+        if tensors is not None:
+            packed.update({f"term.{name}.{key}": t.contiguous() for key, t in tensors.items()})
     empty = torch.empty(0, dtype=dtype)
     for index, layer in enumerate(model.layers):
         edge, node = layer.edge, layer.node

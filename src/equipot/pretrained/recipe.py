@@ -137,15 +137,18 @@ def isolated_atoms() -> list[Atoms]:
 def generate(out: Path, seed: int = 0, limit: int | None = None, progress: bool = True) -> Path:
     """Write the whole data set to ``out`` (extxyz); ``limit`` caps the number of molecules."""
     from ase.io import write
-    from tqdm import tqdm
+
+    from equipot.progress import progress_bar
 
     rng = np.random.default_rng(seed)
     todo = list(molecules())[:limit]
     frames = isolated_atoms()
-    bar = tqdm(todo, desc="GFN2-xTB MD", disable=not progress, dynamic_ncols=True)
-    for source, name, atoms in bar:
+    bar = progress_bar(len(todo), "GFN2-xTB MD", "molecule", enabled=progress)
+    for source, name, atoms in todo:
         frames.extend(sample_molecule(source, name, atoms, rng))
         bar.set_postfix(frames=len(frames), molecule=name[:20], refresh=False)
+        bar.update()
+    bar.close()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     write(out, frames, format="extxyz")

@@ -91,8 +91,7 @@ def mixing_energies(
 ) -> dict:
     """Relaxed energies of the pure elements, random cells and ordered prototypes, ΔE_mix(x)
     and the hull (see module docstring). Energies in eV/atom."""
-    from tqdm import tqdm
-
+    from equipot.progress import progress_iter
     from equipot.properties.hull import formation_energy, hull_of_entries
 
     rng = np.random.default_rng(seed)
@@ -120,7 +119,7 @@ def mixing_energies(
         for label, s in ordered_structures(a, b, lattice, 0.5 * (a_a + a_b))
     ]
     entries = []
-    for label, x, atoms in tqdm(todo, desc=f"relaxing {a}-{b}", disable=not progress, leave=False):
+    for label, x, atoms in progress_iter(todo, f"relaxing {a}-{b}", enabled=progress, leave=False):
         relaxed = relax_cell(atoms, calc, fmax)
         e = relaxed.get_potential_energy() / len(relaxed)
         entries.append(

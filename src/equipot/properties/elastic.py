@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from ase import Atoms, units
-from tqdm.auto import tqdm
 
+from equipot.progress import progress_bar
 from equipot.properties.hessians import Source, as_calculator
 from equipot.properties.relax import relax
 
@@ -102,7 +102,7 @@ def elastic_constants(
 
     energies: dict[tuple[int, ...], list[float]] = {}
     stresses: dict[tuple[int, ...], list[np.ndarray]] = {}
-    bar = tqdm(total=len(directions) * len(deltas), desc="strains", disable=not progress)
+    bar = progress_bar(len(directions) * len(deltas), "strains", enabled=progress)
     for key, u in directions.items():
         energies[key], stresses[key] = [], []
         for delta in deltas:

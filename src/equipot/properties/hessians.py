@@ -19,11 +19,11 @@ from pathlib import Path
 import numpy as np
 from ase import Atoms, units
 from ase.calculators.calculator import BaseCalculator
-from tqdm.auto import tqdm
 
 from equipot.calculator import EquipotCalculator
 from equipot.model.energy_model import EnergyModel
 from equipot.physics.modes import rigid_body_modes
+from equipot.progress import progress_iter
 
 Source = EnergyModel | BaseCalculator | str | Path
 """What every property routine accepts: a model, a model file, or any ASE calculator."""
@@ -150,7 +150,7 @@ def finite_difference_force_constants(
     coordinates = [3 * a + k for a in atoms_to_move for k in range(3)]
     rows = np.zeros((len(coordinates), 3 * len(atoms)))
     for row, k in enumerate(
-        tqdm(coordinates, desc="finite differences", disable=not progress, leave=False)
+        progress_iter(coordinates, "finite differences", enabled=progress, leave=False)
     ):
         for step, weight in _STENCILS[stencil]:
             displaced = reference.copy()

@@ -16,8 +16,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from ase import Atoms, units
 from ase.build import surface
-from tqdm.auto import tqdm
 
+from equipot.progress import progress_iter
 from equipot.properties.hessians import Source, as_calculator
 from equipot.properties.relax import relax
 
@@ -156,7 +156,7 @@ def surface_energy_convergence(
     kw = {"bulk_energy_per_atom": e_bulk, "fmax": fmax}
     jobs = [(n, vacuums[0]) for n in layers] + [(layers[-1], v) for v in vacuums[1:]]
     results = {}
-    for n, v in tqdm(jobs, desc=f"γ{tuple(miller)}", disable=not progress):
+    for n, v in progress_iter(jobs, f"γ{tuple(miller)}", enabled=progress):
         results[(n, v)] = surface_energy(bulk, calc, miller, layers=n, vacuum=v, **kw)
     thickness = [results[(n, vacuums[0])] for n in layers]
     vacuum = [results[(layers[-1], v)] for v in vacuums]

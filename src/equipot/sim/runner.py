@@ -11,8 +11,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
+from equipot.progress import progress_bar
 from equipot.sim import langevin, nose_hoover, npt, nve, pimd
 from equipot.sim.potentials import Potential
 from equipot.sim.state import GPA, SimState
@@ -158,7 +157,7 @@ def run(
         log.write(rows)
     if writer:
         writer.write(frame(state), 0, 0.0)
-    bar = tqdm(total=steps, unit="step", disable=not progress, dynamic_ncols=True)
+    bar = progress_bar(steps, "md", "step", enabled=progress)
     start = time.perf_counter()
     done = 0
     try:

@@ -1,26 +1,48 @@
 """Training checkpoints: plain tensors and containers, loaded with ``weights_only=True``.
 
 A checkpoint holds everything needed to continue a run exactly: model weights, optimiser,
-learning-rate schedule, EMA, random-number generator states (torch, numpy, python), epoch,
-best validation loss, the history of metrics, the resolved training config and the model
-config (with its statistics). Files are written to a temporary name and renamed, so an
-interrupted write never leaves a truncated checkpoint.
+learning-rate schedule, EMA, random-number generator states (torch, numpy, python), the
+training plan, the position inside the current epoch (and its running sums), best validation
+loss, the history of metrics, the resolved training config, the model config (with its
+statistics) and the content hashes of the data files. It is written atomically and fsynced
+(:func:`equipot.persist.atomic_write`): a kill at any moment leaves the previous complete
+checkpoint or the new one.
+
+Loading refuses torch releases whose ``weights_only`` unpickler can be made to run code
+(before 2.10: CVE-2025-32434, CVE-2026-24747), and anything that is not a checkpoint of ours.
 """
 
 from __future__ import annotations
 
+import io
 import json
-import os
 import random
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from equipot.persist import atomic_write
 from equipot.version import __version__
 
 CHECKPOINT_FORMAT = "equipot-checkpoint"
-CHECKPOINT_SCHEMA_VERSION = 1
+CHECKPOINT_SCHEMA_VERSION = 2
+SAFE_TORCH = (2, 10)  # first release without a known weights_only bypass
+REQUIRED = {
+    "train_config": str,
+    "model_config": str,
+    "model": dict,
+    "optimizer": dict,
+    "schedule": dict,
+    "rng": dict,
+    "progress": dict,
+    "plan": dict,
+    "history": list,
+}
+
+
+class CheckpointError(ValueError):
+    """A file that cannot be resumed from (not ours, damaged, or from a newer equipot)."""
 
 
 def rng_state() -> dict:
@@ -41,19 +63,33 @@ def set_rng_state(state: dict) -> None:
 
 
 def save_checkpoint(path: Path, state: dict) -> Path:
-    """Write ``state`` (plus format tags) atomically to ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write ``state`` (plus format tags) atomically and durably to ``path``."""
     payload = {
         "format": CHECKPOINT_FORMAT,
         "schema_version": CHECKPOINT_SCHEMA_VERSION,
         "equipot_version": __version__,
         **state,
     }
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)
-    return path
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    return atomic_write(path, buffer.getvalue())
+
+
+def torch_version_tuple(version: str | None = None) -> tuple[int, int]:
+    parts = (version or torch.__version__).split("+")[0].split(".")
+    try:
+        return int(parts[0]), int(parts[1])
+    except (IndexError, ValueError):
+        return (0, 0)
+
+
+def check_torch_is_safe() -> None:
+    if torch_version_tuple() < SAFE_TORCH:
+        raise CheckpointError(
+            f"torch {torch.__version__} can run code from a crafted checkpoint even with "
+            f"weights_only=True (CVE-2025-32434, CVE-2026-24747); install torch >= "
+            f"{SAFE_TORCH[0]}.{SAFE_TORCH[1]} to resume training"
+        )
 
 
 def load_checkpoint(path: Path) -> dict:
@@ -61,14 +97,36 @@ def load_checkpoint(path: Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
+    check_torch_is_safe()
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise ValueError(f"{path} is not a readable equipot checkpoint: {exc}") from None
+        reason = " ".join(str(exc).split())[:300]
+        raise CheckpointError(
+            f"{path} is not a readable equipot checkpoint (refused by the weights-only "
+            f"loader, which never runs code from the file): {type(exc).__name__}: {reason}"
+        ) from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not an equipot checkpoint (format tag missing)")
-    if int(state.get("schema_version", 0)) > CHECKPOINT_SCHEMA_VERSION:
-        raise ValueError(f"{path} was written by a newer equipot; upgrade to resume it")
+        raise CheckpointError(f"{path} is not an equipot checkpoint (format tag missing)")
+    version = state.get("schema_version")
+    if not isinstance(version, int):
+        raise CheckpointError(f"{path}: schema_version is {version!r}, not a number")
+    if version > CHECKPOINT_SCHEMA_VERSION:
+        raise CheckpointError(f"{path} was written by a newer equipot; upgrade to resume it")
+    if version < CHECKPOINT_SCHEMA_VERSION:
+        raise CheckpointError(
+            f"{path} was written by an older equipot (checkpoint schema {version}) without a "
+            "stored training plan; it cannot be resumed exactly: start a new run"
+        )
+    for key, kind in REQUIRED.items():
+        if not isinstance(state.get(key), kind):
+            got = type(state.get(key)).__name__ if key in state else "missing"
+            raise CheckpointError(f"{path}: key {key!r} should be a {kind.__name__}, got {got}")
+    for key in ("train_config", "model_config"):
+        try:
+            json.loads(state[key])
+        except ValueError:
+            raise CheckpointError(f"{path}: key {key!r} is not valid JSON") from None
     return state
 
 

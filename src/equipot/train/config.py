@@ -28,7 +28,17 @@ TRAIN_SCHEMA_VERSION = 1
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_numbers(cls, value, info):
+        """YAML's ``true`` is not a number (pydantic would read it as 1)."""
+        if isinstance(value, bool) and info.field_name in cls.model_fields:
+            annotation = cls.model_fields[info.field_name].annotation
+            if annotation in (int, float, int | None, float | None):
+                raise ValueError("expected a number, got a boolean")
+        return value
 
 
 class DataConfig(_Section):
@@ -42,7 +52,7 @@ class DataConfig(_Section):
     test_fraction: float | None = Field(None, gt=0.0, lt=1.0)
     test_count: int | None = Field(None, ge=1)
     train_count: int | None = Field(None, ge=1)
-    split_seed: int = 0
+    split_seed: int = Field(0, ge=0, lt=2**63)
     bootstrap_seed: int | None = None  # resample the training split with replacement (committees)
     cache_dir: Path | None = None  # default: <output.dir>/cache
     in_memory: bool | None = None  # default: in memory when the cache is below 2 GiB
@@ -161,12 +171,20 @@ class OptimConfig(_Section):
     )
     early_stop_patience: int | None = Field(None, ge=1, description="epochs without improvement")
     stage_two: StageTwo | None = None
+    nonfinite_retries: int = Field(
+        3, ge=0, description="roll-backs after a non-finite loss / gradient before stopping"
+    )
+    nonfinite_lr_factor: float = Field(0.5, gt=0.0, lt=1.0, description="lr × this per roll-back")
 
 
 class OutputConfig(_Section):
     dir: Path = Path("runs/equipot")
     progress: bool = True  # tqdm bar with live losses
     plot: bool = True  # learning-curve PNG every epoch
+    checkpoint_minutes: float | None = Field(
+        10.0, gt=0.0, description="also checkpoint inside an epoch after this much wall time"
+    )
+    checkpoint_steps: int | None = Field(None, ge=1, description="and/or every this many steps")
 
 
 class UncertaintyOptions(_Section):
@@ -181,7 +199,7 @@ class UncertaintyOptions(_Section):
 
 class TrainConfig(_Section):
     schema_version: int = TRAIN_SCHEMA_VERSION
-    seed: int = 0
+    seed: int = Field(0, ge=0, lt=2**63)
     dtype: Literal["float32", "float64"] = "float64"
     num_threads: int | None = Field(None, ge=1, description="torch threads per process")
     data: DataConfig
@@ -229,6 +247,62 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
     return raw
 
 
+MAX_NODES = 100_000  # a config is small; YAML aliases must not expand it into millions
+
+
+class _ConfigLoader(yaml.SafeLoader):
+    """Safe YAML that refuses duplicate keys and alias bombs ("billion laughs")."""
+
+    def compose_document(self):
+        node = super().compose_document()
+        sizes: dict[int, int] = {}
+
+        def size(n) -> int:
+            if id(n) not in sizes:
+                children = n.value if isinstance(n.value, list) else []
+                flat = [
+                    c for pair in children for c in (pair if isinstance(pair, tuple) else [pair])
+                ]
+                sizes[id(n)] = 1 + sum(size(c) for c in flat)
+                if sizes[id(n)] > MAX_NODES:
+                    raise yaml.YAMLError(f"the document is too large (over {MAX_NODES} entries)")
+            return sizes[id(n)]
+
+        size(node)
+        return node
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, str) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} appears twice (lines {seen[key]} and "
+                    f"{key_node.start_mark.line + 1})", key_node.start_mark,
+                )  # fmt: skip
+            seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep)
+
+
+def read_yaml(path: Path):
+    """Parse a YAML file; every problem is a one-line ValueError naming file and line."""
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ValueError(f"{path} line {line}: not UTF-8 text") from None
+    try:
+        return yaml.load(text, Loader=_ConfigLoader)  # a SafeLoader: plain data only
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        where = f"{path} line {mark.line + 1}" if mark is not None else str(path)
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ValueError(f"{where}: invalid YAML: {' '.join(str(problem).split())}") from None
+    except RecursionError:
+        raise ValueError(f"{path}: invalid YAML: nested too deeply") from None
+
+
 def load_config(source: str | Path | dict, overrides: list[str] | None = None) -> TrainConfig:
     """Read a YAML file (or a dict), apply ``--set`` overrides, validate."""
     where = "config"
@@ -239,18 +313,21 @@ def load_config(source: str | Path | dict, overrides: list[str] | None = None) -
         path = Path(source)
         if not path.is_file():
             raise FileNotFoundError(f"config file not found: {path}")
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = read_yaml(path)
+        raw = {} if raw is None else raw
         if not isinstance(raw, dict):
             raise ValueError(f"{path}: a training config must be a YAML mapping")
     raw = apply_overrides(raw, overrides or [])
     try:
         config = TrainConfig.model_validate(raw)
     except ValidationError as exc:
-        raise ValueError(f"{where}: invalid training config:\n{_describe(exc)}") from None
+        raise ValueError(f"{where}: invalid training config: {_describe(exc)}") from None
+    except RecursionError:
+        raise ValueError(f"{where}: invalid training config: nested too deeply") from None
     try:  # architecture limits (l_max ≤ 3, ...) fail now, not after preprocessing the data
         config.check_model(config.model.elements or ["H"])
     except ValidationError as exc:
-        raise ValueError(f"{where}: invalid model options:\n{_describe(exc, 'model.')}") from None
+        raise ValueError(f"{where}: invalid model options: {_describe(exc, 'model.')}") from None
     return config
 
 
@@ -261,8 +338,8 @@ def _describe(exc: ValidationError, prefix: str = "") -> str:
         message = (
             "unknown key (check the spelling)" if err["type"] == "extra_forbidden" else err["msg"]
         )
-        lines.append(f"  {key}: {message}")
-    return "\n".join(lines)
+        lines.append(f"{key}: {message}")
+    return "; ".join(lines)  # one line: CLI errors and logs stay greppable
 
 
 def save_config(config: TrainConfig, path: Path) -> Path:

@@ -123,7 +123,8 @@ def evaluate_file(
     """Errors of ``model`` (a complete model, E0 included) on a data file.
 
     ``source`` is a :class:`~equipot.data.readers.DataSource` or a path. Returns the metrics
-    (see :class:`~equipot.train.metrics.ErrorAccumulator`) and parity-plot arrays.
+    (see :class:`~equipot.train.metrics.ErrorAccumulator`, plus ``coverage``: frames with
+    forces / stress, and ``notes``: e.g. "no forces in FILE ...") and parity-plot arrays.
     """
     import tempfile
     from pathlib import Path
@@ -141,5 +142,26 @@ def evaluate_file(
         check_dataset_elements(dataset, model.config.elements)
         parity = ParityData()
         acc = evaluate_dataset(model, dataset, batch_size=batch_size, dtype=dtype, parity=parity)
+        coverage, notes = coverage_notes(source, dataset)
         dataset.close()
-    return acc.results(), parity.arrays()
+    metrics = acc.results() | {"coverage": coverage, "notes": notes}
+    return metrics, parity.arrays()
+
+
+def coverage_notes(source, dataset: GraphDataset) -> tuple[dict, list[str]]:
+    """Frames with forces / stress, and what to tell the user about it ("no forces in FILE
+    ...", or how many frames the errors are over); stress only where cells are periodic."""
+    from equipot.data.coverage import QUANTITIES, frame_coverage, missing_message
+
+    coverage = frame_coverage(dataset)
+    notes = []
+    for quantity in QUANTITIES:
+        if coverage[quantity] == 0:
+            if quantity == "forces" or dataset.frame_arrays(["pbc"])["pbc"].all(axis=1).any():
+                notes.append(missing_message(source, quantity, dataset))
+        elif coverage[quantity] < coverage["frames"]:
+            notes.append(
+                f"{quantity} in {coverage[quantity]} of {coverage['frames']} frames of "
+                f"{source.path} (the {quantity} errors are over those)"
+            )
+    return coverage, notes

@@ -129,7 +129,7 @@ def evaluate_groups(model, source, group_by: list[str], *, batch_size: int = 32,
     from equipot.data.cache import open_cache
     from equipot.data.dataset import GraphDataset
     from equipot.data.statistics import check_dataset_elements
-    from equipot.train.evaluate import ParityData, evaluate_dataset
+    from equipot.train.evaluate import ParityData, coverage_notes, evaluate_dataset
 
     dtype = dtype or torch.float64
     with tempfile.TemporaryDirectory(prefix="equipot-eval-") as tmp:
@@ -140,6 +140,7 @@ def evaluate_groups(model, source, group_by: list[str], *, batch_size: int = 32,
         tee = _Tee(parity, errors)
         acc = evaluate_dataset(model, dataset, batch_size=batch_size, dtype=dtype, parity=tee)
         types = np.array(dataset.config_types)[dataset.frame_arrays(["config_type"])["config_type"]]
+        coverage, notes = coverage_notes(source, dataset)
         dataset.close()
     labels = {}
     for key in group_by:
@@ -149,7 +150,8 @@ def evaluate_groups(model, source, group_by: list[str], *, batch_size: int = 32,
             labels[key] = types
         else:
             labels[key] = info_labels(source, key)
-    return acc.results(), parity.arrays(), group_metrics(errors, labels)
+    metrics = acc.results() | {"coverage": coverage, "notes": notes}
+    return metrics, parity.arrays(), group_metrics(errors, labels)
 
 
 class _Tee:

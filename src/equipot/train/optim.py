@@ -36,17 +36,19 @@ class LRSchedule:
     """lr = base · factor, with base the stage's learning rate and factor from the schedule.
 
     * ``cosine``: factor = ½(1 + cos π·p) (floored at min_lr / base), p = training progress
-      in [0, 1] (fraction of epochs or of the time budget, whichever is further along).
+      in [0, 1]: the fraction of the training plan's steps done (:mod:`equipot.train.plan`).
     * ``plateau``: factor × plateau_factor after ``plateau_patience`` epochs without a new
       best validation loss.
     * ``constant``: factor = 1.
 
-    A linear warm-up over ``warmup_epochs`` multiplies all of them.
+    A linear warm-up over ``warmup_epochs`` multiplies all of them, and so does ``scale``,
+    lowered each time training rolls back after a non-finite loss (:mod:`equipot.train.guard`).
     """
 
     def __init__(self, cfg: OptimConfig):
         self.cfg = cfg
         self.base = cfg.lr
+        self.scale = 1.0
         self.plateau = 1.0
         self.best = math.inf
         self.bad_epochs = 0
@@ -62,7 +64,7 @@ class LRSchedule:
         lr = max(self.base * factor, min(cfg.min_lr, self.base))
         if cfg.warmup_epochs > 0 and epoch < cfg.warmup_epochs:
             lr *= (epoch + 1e-3) / cfg.warmup_epochs
-        return lr
+        return lr * self.scale
 
     def apply(self, optimizer: torch.optim.Optimizer, progress: float, epoch: float) -> float:
         lr = self.lr(progress, epoch)
@@ -82,6 +84,7 @@ class LRSchedule:
     def state_dict(self) -> dict:
         return {
             "base": self.base,
+            "scale": self.scale,
             "plateau": self.plateau,
             "best": self.best,
             "bad_epochs": self.bad_epochs,
@@ -89,6 +92,7 @@ class LRSchedule:
 
     def load_state_dict(self, state: dict) -> None:
         self.base = float(state["base"])
+        self.scale = float(state.get("scale", 1.0))
         self.plateau = float(state["plateau"])
         self.best = float(state["best"])
         self.bad_epochs = int(state["bad_epochs"])

@@ -1,24 +1,27 @@
-"""Before training: caches, splits, statistics and the model configuration.
+"""Before training: caches, splits, statistics, data coverage and the model configuration.
 
-Runs once in the launching process (before any worker starts), so caches are built once and
-every process trains the same model on the same split.
+Runs once, in the launching process or in rank 0 of a ``torchrun`` job (the other ranks wait,
+then read what rank 0 wrote with ``write=False``), so caches are built once and every process
+trains the same model on the same split.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from ase.data import atomic_numbers as Z_OF
 
-from equipot.data.cache import num_frames, open_cache
+from equipot.data.cache import num_frames, open_cache, read_key
+from equipot.data.coverage import check_coverage
 from equipot.data.dataset import GraphDataset
 from equipot.data.readers import DataSource
 from equipot.data.splits import split_indices
 from equipot.data.statistics import check_dataset_elements, compute_statistics, elements_in
 from equipot.model.config import ModelConfig
+from equipot.persist import atomic_write
 from equipot.train.config import TrainConfig, save_config
 from equipot.train.labels import check_present, head_scales, label_weights, with_labels
 
@@ -41,6 +44,8 @@ class Prepared:
     test: DataPart | None
     model_config: ModelConfig  # with the statistics
     statistics: dict
+    data_hashes: dict = field(default_factory=dict)  # part → SHA-256 of its source file
+    coverage: dict = field(default_factory=dict)  # part → frames with forces / stress
     finetune: object | None = None  # FinetunePlan of a fine-tuning run (train/finetune.py)
 
     def energy_reference(self) -> np.ndarray:
@@ -66,10 +71,15 @@ def _part(source: DataSource, config: TrainConfig, verbose: bool, indices=None) 
 
 
 def prepare(
-    config: TrainConfig, *, model_config: ModelConfig | None = None, verbose: bool = True
+    config: TrainConfig,
+    *,
+    model_config: ModelConfig | None = None,
+    verbose: bool = True,
+    write: bool = True,
 ) -> Prepared:
-    """Build / reuse the caches, split, and compute the statistics (unless ``model_config``
-    is given, e.g. from a checkpoint being resumed)."""
+    """Build / reuse the caches, split, check which frames have forces / stresses, and compute
+    the statistics (unless ``model_config`` is given, e.g. from a checkpoint being resumed).
+    ``write=False``: write nothing into the run directory (other ranks of a torchrun job)."""
     d = config.data
     run_dir = config.output.dir
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -139,18 +149,55 @@ def prepare(
     for part in (valid, test):
         if part is not None:
             check_dataset_elements(part.open(d.in_memory), model_config.elements)
-    save_config(config, run_dir / "config.yaml")
-    (run_dir / "data.json").write_text(
-        json.dumps(
-            {
-                "train": {"file": train.name, "frames": train.indices.tolist()},
-                "valid": {"file": valid.name, "frames": valid.indices.tolist()},
-                "test": None
-                if test is None
-                else {"file": test.name, "frames": test.indices.tolist()},
-                "statistics": stats,
-            },
-            indent=1,
-        )
-    )
-    return Prepared(run_dir, train, valid, test, model_config, stats)
+    named = {"train": train, "valid": valid, "test": test}
+    sources = {
+        "train": (d.train, "data.train"),
+        "valid": (d.train, "data.train") if d.valid is None else (d.valid, "data.valid"),
+        "test": (d.test, "data.test") if d.test is not None else (d.train, "data.train"),
+    }
+    parts = {
+        name: (part.open(d.in_memory), *sources[name])
+        for name, part in named.items()
+        if part is not None
+    }
+    coverage, report = check_coverage(parts, _loss_weights(config))
+    if verbose and write:
+        for line in report:
+            print(line)
+    hashes = {name: read_key(part.cache)["sha256"] for name, part in named.items() if part}
+    prepared = Prepared(run_dir, train, valid, test, model_config, stats, hashes, coverage)
+    if write:
+        _write_run_files(config, prepared)
+    return prepared
+
+
+def _loss_weights(config: TrainConfig) -> dict[str, float]:
+    """Largest weight of each quantity over the stages."""
+    stages = [config.loss] + ([config.optim.stage_two] if config.optim.stage_two else [])
+    return {
+        "forces": max(s.forces_weight for s in stages),
+        "stress": max(s.stress_weight for s in stages),
+    }
+
+
+def _write_run_files(config: TrainConfig, p: Prepared) -> None:
+    def part(x: DataPart | None):
+        return None if x is None else {"file": x.name, "frames": x.indices.tolist()}
+
+    save_config(config, p.run_dir / "config.yaml")
+    payload = {
+        "train": part(p.train),
+        "valid": part(p.valid),
+        "test": part(p.test),
+        "statistics": p.statistics,
+        "coverage": p.coverage,
+        "sha256": p.data_hashes,
+        "model_config": p.model_config.model_dump(mode="json"),
+    }
+    atomic_write(p.run_dir / "data.json", json.dumps(payload, indent=1))
+
+
+def prepared_model_config(run_dir: Path) -> ModelConfig:
+    """The model configuration (with statistics) that rank 0 wrote into data.json."""
+    data = json.loads((Path(run_dir) / "data.json").read_text())
+    return ModelConfig.model_validate(data["model_config"])

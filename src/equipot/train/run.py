@@ -5,7 +5,7 @@ Run directory (``output.dir``)::
     config.yaml          the resolved configuration
     data.json            split (frame indices) and statistics
     log.csv              one row per epoch;  learning_curve.png
-    checkpoint.pt        latest state (resume with ``resume=True`` / ``--resume``)
+    checkpoint.pt        latest state, also inside epochs (resume with ``--resume``, exactly)
     best.eqp             lowest validation loss (EMA weights if EMA is on)
     final.eqp            weights at the end
     results.json         best epoch, validation and test errors
@@ -22,13 +22,17 @@ import torch
 
 from equipot.model.config import ModelConfig
 from equipot.model.io import load_model
+from equipot.persist import atomic_write, remove_stale_temporaries
+from equipot.progress import write as print_line
 from equipot.runtime import tune_allocator
 from equipot.train import finetune
 from equipot.train.checkpoint import load_checkpoint
 from equipot.train.config import TrainConfig
 from equipot.train.distributed import Comm, env_comm, launch
 from equipot.train.evaluate import evaluate_dataset
-from equipot.train.prepare import Prepared, prepare
+from equipot.train.plan import TrainingPlan
+from equipot.train.prepare import Prepared, prepare, prepared_model_config
+from equipot.train.resume import check_resume
 from equipot.train.trainer import Trainer
 
 
@@ -41,35 +45,100 @@ class TrainResult:
 
 
 def train(
-    config: TrainConfig, *, resume: bool = False, nproc: int = 1, verbose: bool = True
+    config: TrainConfig,
+    *,
+    resume: bool = False,
+    extend: bool = False,
+    allow_config_change: bool = False,
+    nproc: int = 1,
+    verbose: bool = True,
 ) -> TrainResult:
-    """Train a model as ``config`` says; ``nproc`` > 1 spawns data-parallel processes."""
+    """Train a model as ``config`` says; ``nproc`` > 1 spawns data-parallel processes.
+
+    ``resume``: continue the run in ``output.dir`` from its checkpoint, exactly (a run without
+    a checkpoint yet starts afresh); the config must be the run's (see
+    :mod:`equipot.train.resume`). ``extend``: resume with a larger budget (a new, longer
+    plan). Under ``torchrun`` rank 0 prepares the data while the others wait.
+    """
+    resume = resume or extend
     if config.finetune is not None:
         config = finetune.resolve_config(config)
     run_dir = config.output.dir
     checkpoint = run_dir / "checkpoint.pt"
-    model_config = None
-    if resume:
-        model_config = ModelConfig.model_validate_json(load_checkpoint(checkpoint)["model_config"])
+    comm = env_comm()
+    main = comm is None or comm.is_main
+    state = None
+    if resume and checkpoint.exists():
+        state = load_checkpoint(checkpoint)
+    elif resume:
+        if main and verbose:
+            print_line(f"no checkpoint in {run_dir} yet: starting the run from the beginning")
     elif checkpoint.exists():
         raise ValueError(
             f"{run_dir} already holds a training run (checkpoint.pt): pass --resume to continue "
-            "it, or choose another output.dir"
+            "it, --extend to train it further, or choose another output.dir"
         )
-    prepared = prepare(config, model_config=model_config, verbose=verbose)
-    if config.finetune is not None:
-        prepared = finetune.attach(config, prepared, resumed=resume, verbose=verbose)
-    comm = env_comm()
+    model_config = None if state is None else ModelConfig.model_validate_json(state["model_config"])
+    resumed = state is not None
+    if main:
+        remove_stale_temporaries(checkpoint)
+        prepared = prepare(config, model_config=model_config, verbose=verbose)
+        if config.finetune is not None:
+            prepared = finetune.attach(config, prepared, resumed=resumed, verbose=verbose)
+    if comm is not None:
+        comm.barrier()  # rank 0 has built the caches and written data.json
+    if not main:
+        known = model_config or prepared_model_config(run_dir)
+        prepared = prepare(config, model_config=known, verbose=False, write=False)
+        if config.finetune is not None:
+            prepared = finetune.attach(config, prepared, resumed=resumed, verbose=False)
+    plan = (
+        None
+        if state is None
+        else _resumed_plan(state, config, prepared, extend, allow_config_change, verbose and main)
+    )
     if nproc > 1 and comm is None:
-        launch(_worker, nproc, config, prepared, resume, verbose)
+        launch(_worker, nproc, config, prepared, plan, verbose)
     else:
-        _worker(comm or Comm(), config, prepared, resume, verbose)
+        _worker(comm or Comm(), config, prepared, plan, verbose)
     results = json.loads((run_dir / "results.json").read_text())
     return TrainResult(run_dir, run_dir / "best.eqp", run_dir / "final.eqp", results)
 
 
+def _resumed_plan(
+    state: dict,
+    config: TrainConfig,
+    prepared: Prepared,
+    extend: bool,
+    allow_config_change: bool,
+    verbose: bool,
+) -> TrainingPlan:
+    """The checkpoint's plan (longer with ``extend``), after checking the new config."""
+    config_json = config.model_dump(mode="json")
+    for line in check_resume(
+        state, config_json, prepared.data_hashes, extend=extend, allow_changes=allow_config_change
+    ):
+        if verbose:
+            print_line(line)
+    plan = TrainingPlan.from_state(state["plan"])
+    step, elapsed = int(state["progress"]["step"]), float(state["progress"]["elapsed"])
+    if extend:
+        o = config.optim
+        plan = plan.extended(o.max_epochs, o.max_time_min, step, elapsed)
+    elif plan.finished(step) and (prepared.run_dir / "results.json").exists():
+        raise ValueError(
+            f"the run in {prepared.run_dir} has finished its plan ({plan.describe()}); to train "
+            "it further pass --extend with a larger optim.max_epochs or optim.max_time_min"
+        )
+    return plan
+
+
 def _worker(
-    comm: Comm, config: TrainConfig, prepared: Prepared, resume: bool, verbose: bool = True
+    comm: Comm,
+    config: TrainConfig,
+    prepared: Prepared,
+    plan: TrainingPlan | None,
+    verbose: bool = True,
 ) -> None:
     tune_allocator()
     threads = config.num_threads
@@ -78,8 +147,8 @@ def _worker(
     if threads is not None:
         torch.set_num_threads(threads)
     trainer = Trainer(config, prepared, comm, verbose=verbose)
-    if resume:
-        trainer.load_state_dict(load_checkpoint(prepared.run_dir / "checkpoint.pt"))
+    if plan is not None:
+        trainer.load_state_dict(load_checkpoint(prepared.run_dir / "checkpoint.pt"), plan)
     state = trainer.train(progress_bar=config.output.progress)
     trainer.plot()
     uq_report = None
@@ -94,6 +163,8 @@ def _worker(
         "elapsed_s": state.elapsed,
         "best_epoch": state.best_epoch + 1,
         "best_valid_loss": state.best_loss,
+        "plan": trainer.plan.state_dict(),
+        "coverage": prepared.coverage,
         "valid": _errors(prepared.run_dir / "best.eqp", trainer, trainer.valid_set, comm),
     }
     if prepared.test is not None:
@@ -102,7 +173,8 @@ def _worker(
     if uq_report is not None:
         results["uncertainty"] = uq_report
     if comm.is_main:
-        (prepared.run_dir / "results.json").write_text(json.dumps(results, indent=1))
+        atomic_write(prepared.run_dir / "results.json", json.dumps(results, indent=1))
+    comm.barrier()  # every rank reads results.json after this
 
 
 def _fit_uncertainty(trainer: Trainer, config: TrainConfig) -> dict:

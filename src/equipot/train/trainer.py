@@ -1,9 +1,13 @@
 """The training loop of one process (see :mod:`equipot.train.run` for launching it).
 
-Per step: the global batch's frames for this process → loss and its parameter gradients
+Per step: the global batch's frames for this process → :meth:`Trainer.loss_and_gradients`
 (:func:`~equipot.train.fused_step.loss_and_gradients`: the fused C++ second-order engine on
-the CPU, autograd elsewhere) → gradients summed over processes → clip → optimiser → EMA.
+the CPU, autograd elsewhere) → gradients summed over processes → finite? (else roll back:
+:mod:`equipot.train.guard`) → clip → optimiser → EMA.
 Per epoch: validation with the EMA weights, CSV / PNG log, checkpoint, best model file.
+The number of steps is the training plan's (:mod:`equipot.train.plan`); checkpoints are also
+written inside epochs (``output.checkpoint_minutes`` / ``checkpoint_steps``), and a resumed
+run continues from the exact step, with the epoch's running sums.
 """
 
 from __future__ import annotations
@@ -11,13 +15,13 @@ from __future__ import annotations
 import copy
 import math
 import time
-from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from equipot.model.builder import resolve_dtype
+from equipot.progress import progress_bar
+from equipot.progress import write as print_line
 from equipot.train import checkpoint as ckpt
 from equipot.train.config import TrainConfig
 from equipot.train.distributed import Comm, sync_gradients
@@ -25,26 +29,18 @@ from equipot.train.evaluate import evaluate_dataset
 from equipot.train.finetune import build_training_model
 from equipot.train.fused_step import loss_and_gradients
 from equipot.train.group_balance import GroupBalancer
+from equipot.train.guard import Interrupts, Snapshot, TrainingInterrupted, roll_back
 from equipot.train.history import plot_learning_curve, write_csv
 from equipot.train.labels import derived_born_charges, initialise_heads, label_meta, label_weights
 from equipot.train.loss import LossFunction, LossWeights, Normalisation
 from equipot.train.metrics import ErrorAccumulator
 from equipot.train.model import TrainingModel
 from equipot.train.optim import EMA, LRSchedule, make_optimizer
+from equipot.train.plan import TrainingPlan
 from equipot.train.prepare import Prepared
+from equipot.train.state import EpochSums, TrainState, capture, epoch_row, restore
 
 PLOT_INTERVAL_S = 30.0
-
-
-@dataclass
-class TrainState:
-    epoch: int = 0  # epochs completed
-    step: int = 0
-    elapsed: float = 0.0  # seconds of training so far (across resumes)
-    best_loss: float = math.inf
-    best_epoch: int = -1
-    stage: int = 1
-    history: list = field(default_factory=list)
 
 
 class Trainer:
@@ -75,177 +71,215 @@ class Trainer:
         self.schedule = LRSchedule(config.optim)
         decay = config.optim.ema_decay
         self.ema = EMA(self.model, decay) if decay else None
-        self.state = TrainState()
+        self.state, self.sums = TrainState(), self.new_sums()
+        o = config.optim
+        per_epoch = math.ceil(len(self.train_set) / o.batch_size)
+        self.plan = TrainingPlan.create(per_epoch, o.max_epochs, o.max_time_min)
         meta = self.train_set.frame_arrays(["has_forces", "has_stress"])
         self.n_atoms = self.train_set.num_atoms()
         self.has_forces, self.has_stress = meta["has_forces"], meta["has_stress"]
         lc = config.loss
         self.loss = LossFunction.create(
-            self._stage_weights(1), lc.kind, lc.huber_delta, lc.element_weights
+            self.stage_weights(1), lc.kind, lc.huber_delta, lc.element_weights
         )
         for dataset in (self.train_set, self.valid_set):
             dataset.set_config_type_weights(lc.config_type_weights)
         self.groups = GroupBalancer.create(lc, self.train_set)  # group weights / group DRO
         self.run_dir = prepared.run_dir
         self._last_plot = -math.inf
+        self._last_checkpoint = time.perf_counter()
+        self.snapshot: Snapshot | None = None
+        self._timed_from: tuple[int, float] | None = None  # (step, elapsed) after warm-up
+        self.interrupts = Interrupts()
 
     # ------------------------------------------------------------------ state
-    def _stage_weights(self, stage: int) -> LossWeights:
+    def stage_weights(self, stage: int) -> LossWeights:
         src = self.config.optim.stage_two if stage == 2 else self.config.loss
         return LossWeights(
             src.energy_weight, src.forces_weight, src.stress_weight, self.label_weights
         )
 
-    def state_dict(self) -> dict:
-        s = self.state
-        return {
-            "train_config": ckpt.config_json(self.config),
-            "model_config": self.prepared.model_config.model_dump_json(),
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "schedule": self.schedule.state_dict(),
-            "ema": None if self.ema is None else self.ema.state_dict(),
-            "rng": ckpt.rng_state(),
-            "progress": {
-                "epoch": s.epoch,
-                "step": s.step,
-                "elapsed": s.elapsed,
-                "best_loss": s.best_loss,
-                "best_epoch": s.best_epoch,
-                "stage": s.stage,
-            },
-            "history": s.history,
-            "groups": None if self.groups is None else self.groups.state_dict(),
-        }
+    def new_sums(self, **values) -> EpochSums:
+        """Empty running sums of an epoch (``values``: loss_sum, lr)."""
+        acc = ErrorAccumulator(per_element=False, labels=self.label_weights)
+        return EpochSums(acc=acc, **values)
 
-    def load_state_dict(self, state: dict) -> None:
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.schedule.load_state_dict(state["schedule"])
-        if self.ema is not None and state["ema"] is not None:
-            self.ema.load_state_dict(state["ema"])
-        ckpt.set_rng_state(state["rng"])
-        self.state = TrainState(**state["progress"], history=list(state["history"]))
-        if self.groups is not None and state.get("groups") is not None:
-            self.groups.load_state_dict(state["groups"])
-        self.loss = self.loss.with_weights(self._stage_weights(self.state.stage))
+    def state_dict(self, epoch_acc: torch.Tensor | None = None) -> dict:
+        """Everything a checkpoint holds (``epoch_acc``: the epoch's global error sums)."""
+        return capture(self, epoch_acc)
+
+    def load_state_dict(
+        self, state: dict, plan: TrainingPlan | None = None, local_sums: bool = False
+    ) -> None:
+        """Continue from ``state`` (a checkpoint, or a snapshot: ``local_sums``)."""
+        restore(self, state, plan, local_sums)
 
     # ------------------------------------------------------------------ loop
-    def progress(self, epoch: float) -> float:
-        o = self.config.optim
-        by_time = self.state.elapsed / (60 * o.max_time_min) if o.max_time_min else 0.0
-        return max(epoch / o.max_epochs, by_time)
-
-    def out_of_time(self) -> bool:
-        budget = self.config.optim.max_time_min
-        return budget is not None and self.state.elapsed >= 60 * budget
-
     def train(self, progress_bar: bool = True) -> TrainState:
         o = self.config.optim
-        stop = False
-        while self.state.epoch < o.max_epochs and not stop:
-            self._maybe_enter_stage_two()
-            stop = self._train_epoch(progress_bar)
-            self._end_of_epoch()
-            if o.early_stop_patience and self.state.epoch - self.state.best_epoch - 1 >= (
-                o.early_stop_patience
-            ):
-                stop = True
-            stop = stop or self.out_of_time()
+        self.report(f"training plan: {self.plan.describe()}")
+        with self.interrupts:
+            self.snapshot = Snapshot(self.state_dict(), self._where())
+            while not self.plan.finished(self.state.step):
+                if self.state.batch == 0:
+                    self._maybe_enter_stage_two()
+                if not self._train_epoch(progress_bar) or not self._end_of_epoch():
+                    continue  # rolled back after a non-finite loss: replay
+                patience = o.early_stop_patience
+                if patience and self.state.epoch - self.state.best_epoch - 1 >= patience:
+                    self.report(f"early stop: no better validation loss for {patience} epochs")
+                    break
         return self.state
 
     def _maybe_enter_stage_two(self) -> None:
         two = self.config.optim.stage_two
-        if two is None or self.state.stage == 2:
+        if two is None or self.state.stage == 2 or not self.plan.fixed:
             return
-        if self.progress(self.state.epoch) >= two.start_fraction:
+        if self.plan.progress(self.state.step) >= two.start_fraction:
             self.state.stage = 2
-            self.loss = self.loss.with_weights(self._stage_weights(2))
+            self.loss = self.loss.with_weights(self.stage_weights(2))
             if two.lr is not None:
                 self.schedule.base = two.lr
             self.state.best_loss = math.inf  # new loss: best model chosen within stage two
             self.schedule.best, self.schedule.bad_epochs = math.inf, 0
-            self._print(f"epoch {self.state.epoch}: stage two (loss weights {self.loss.weights})")
+            self.report(f"epoch {self.state.epoch}: stage two (loss weights {self.loss.weights})")
+
+    def epoch_batches(self, epoch: int) -> list[np.ndarray]:
+        """The global batches of ``epoch`` (positions in the training set): (seed, epoch)."""
+        n, size = len(self.train_set), self.config.optim.batch_size
+        order = np.random.default_rng([self.config.seed, epoch]).permutation(n)
+        return [order[k : k + size] for k in range(0, n, size)]
+
+    def _batches_this_epoch(self, count: int) -> int:
+        if not self.plan.fixed:
+            return count
+        return min(count, self.plan.total_steps - self.state.epoch * self.plan.steps_per_epoch)
 
     def _train_epoch(self, progress_bar: bool) -> bool:
-        cfg, comm, s = self.config, self.comm, self.state
-        n = len(self.train_set)
-        order = np.random.default_rng([cfg.seed, s.epoch]).permutation(n)
-        batches = [order[k : k + cfg.optim.batch_size] for k in range(0, n, cfg.optim.batch_size)]
-        bar = tqdm(
-            total=len(batches),
-            desc=f"epoch {s.epoch + 1}",
-            leave=False,
-            disable=not (progress_bar and comm.is_main),
-            dynamic_ncols=True,
-        )
-        acc, loss_sum = ErrorAccumulator(per_element=False, labels=self.label_weights), 0.0
-        params = list(self.model.parameters())
+        """Steps to the end of the epoch (or of the plan); False after a roll-back."""
+        s = self.state
+        batches = self.epoch_batches(s.epoch)
+        bar = progress_bar_for(self, len(batches), progress_bar)
         start = time.perf_counter() - s.elapsed
-        for k, positions in enumerate(batches):
-            epoch_f = s.epoch + k / len(batches)
-            lr = self.schedule.apply(self.optimizer, self.progress(epoch_f), epoch_f)
-            norm = Normalisation.of(
-                self.n_atoms[positions],
-                self.has_forces[positions],
-                self.has_stress[positions],
-                {n: (has[positions], *rest) for n, (has, *rest) in self.label_meta.items()},
+        try:
+            while s.batch < self._batches_this_epoch(len(batches)):
+                positions = batches[s.batch]
+                epoch_f = s.epoch + s.batch / len(batches)
+                lr = self.schedule.apply(self.optimizer, self.plan.progress(s.step), epoch_f)
+                loss, elapsed, flags = self._step(positions, start)
+                if flags["problem"]:
+                    roll_back(self, flags["problem"], positions, len(batches))
+                    return False
+                s.step, s.batch, s.elapsed = s.step + 1, s.batch + 1, elapsed
+                self.sums.loss_sum += loss
+                self.sums.lr = lr
+                if self._timed_from is None:  # the process's first step: warm-up, not timed
+                    self._timed_from = (s.step, s.elapsed)
+                if self.plan.due_to_fix(elapsed, False, s.step - self._timed_from[0]):
+                    self._fix_plan()
+                live = self.sums.acc.results()
+                bar.set_postfix(
+                    loss=f"{self.sums.loss_sum / s.batch:.4g}",
+                    E_meV=f"{1e3 * live.get('energy_mae', math.nan):.3g}",
+                    F_meV_A=f"{1e3 * live.get('forces_mae', math.nan):.3g}",
+                    lr=f"{lr:.2g}",
+                    refresh=False,
+                )
+                bar.update()
+                if flags["interrupt"]:
+                    self.save_checkpoint()
+                    raise TrainingInterrupted(
+                        f"training interrupted ({self.interrupts.requested or 'signal'}) at "
+                        f"{self._where()}; {self.run_dir / 'checkpoint.pt'} holds this step: "
+                        "continue with --resume"
+                    )
+                if flags["checkpoint"]:
+                    self.save_checkpoint()
+        finally:
+            bar.close()
+        return True
+
+    def loss_and_gradients(self, positions: np.ndarray, norm: Normalisation) -> float:
+        """This process's share of a global batch: accumulate ∂L/∂θ into ``.grad`` (the
+        fused step) and the errors into the epoch sums, update the group weights (group DRO,
+        collective); return this process's part of the loss (the parts of all processes add
+        up to the batch loss). One call per optimiser step."""
+        comm = self.comm
+        mine = positions[comm.rank :: comm.world_size]
+        loss_value, pred, batch = 0.0, None, None
+        if len(mine):
+            batch = self.train_set.batch(mine, self.dtype, self.reference)
+            want_stress = bool(self.loss.weights.stress) and bool(batch.has_stress.any())
+            loss_value, pred = loss_and_gradients(
+                self.model,
+                batch,
+                self.loss,
+                norm,
+                stress=want_stress,
+                born_charges=self.born_charges,
             )
-            self.optimizer.zero_grad(set_to_none=False)
-            mine = positions[comm.rank :: comm.world_size]
-            loss_value = 0.0
-            if len(mine):
-                batch = self.train_set.batch(mine, self.dtype, self.reference)
-                want_stress = bool(self.loss.weights.stress) and bool(batch.has_stress.any())
-                loss_value, pred = loss_and_gradients(
-                    self.model,
-                    batch,
-                    self.loss,
-                    norm,
-                    stress=want_stress,
-                    born_charges=self.born_charges,
-                )
-                acc.update(pred, batch)
-            if self.groups is not None:  # group DRO: reweight groups for the next step
-                self.groups.observe(
-                    *((pred, batch) if len(mine) else (None, None)), self.loss, comm
-                )
-            elapsed = time.perf_counter() - start if comm.is_main else 0.0
-            extra = torch.tensor([loss_value, elapsed], dtype=torch.float64)
-            extra = sync_gradients(self.model, comm, extra)
-            if extra is not None:
-                loss_value, elapsed = float(extra[0]), float(extra[1])
-            if cfg.optim.grad_clip:
-                torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip, foreach=True)
+            self.sums.acc.update(pred, batch)
+        if self.groups is not None:  # group DRO: reweight groups for the next step
+            self.groups.observe(pred, batch, self.loss, comm)
+        return float(loss_value)
+
+    def _step(self, positions: np.ndarray, start: float) -> tuple[float, float, dict]:
+        """One optimiser step unless the loss or gradient is not finite (then nothing changes
+        and flags["problem"] says what); returns (global loss, elapsed s, flags agreed by all
+        processes)."""
+        cfg, comm = self.config, self.comm
+        norm = Normalisation.of(
+            self.n_atoms[positions],
+            self.has_forces[positions],
+            self.has_stress[positions],
+            {n: (has[positions], *rest) for n, (has, *rest) in self.label_meta.items()},
+        )
+        self.optimizer.zero_grad(set_to_none=False)
+        loss = self.loss_and_gradients(positions, norm)
+        now = time.perf_counter()
+        checkpoint_due = self._checkpoint_due(now)
+        mine = [loss, now - start, float(checkpoint_due), float(bool(self.interrupts.requested))]
+        if not comm.is_main:
+            mine[1:3] = [0.0, 0.0]  # rank 0's clock and checkpoint decision count
+        extra = sync_gradients(self.model, comm, torch.tensor(mine, dtype=torch.float64))
+        loss, elapsed, checkpoint_flag, interrupt = extra.tolist()
+        params = [p for p in self.model.parameters() if p.grad is not None]
+        if cfg.optim.grad_clip:
+            norm_value = torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip, foreach=True)
+        else:
+            norm_value = torch.nn.utils.get_total_norm([p.grad for p in params], foreach=True)
+        problem = None
+        if not math.isfinite(loss):
+            problem = f"loss ({loss})"
+        elif not math.isfinite(float(norm_value)):
+            problem = f"gradient (norm {float(norm_value)}, loss {loss:.4g})"
+        else:
             self.optimizer.step()
             if self.ema is not None:
                 self.ema.update(self.model)
-            s.step += 1
-            s.elapsed = elapsed
-            loss_sum += loss_value
-            live = acc.results()
-            bar.set_postfix(
-                loss=f"{loss_sum / (k + 1):.4g}",
-                E_meV=f"{1e3 * live.get('energy_mae', math.nan):.3g}",
-                F_meV_A=f"{1e3 * live.get('forces_mae', math.nan):.3g}",
-                lr=f"{lr:.2g}",
-                refresh=False,
-            )
-            bar.update()
-            if self.out_of_time():
-                break
-        bar.close()
-        acc.load_tensor(comm.all_reduce_(acc.as_tensor()))
-        train = acc.results()
-        self._epoch_row = {
-            "epoch": s.epoch + 1,
-            "lr": lr,
-            "stage": s.stage,
-            "train_loss": loss_sum / max(k + 1, 1),
-            "train_energy_mae": train.get("energy_mae", math.nan),
-            "train_forces_mae": train.get("forces_mae", math.nan),
-        }
-        return self.out_of_time()
+        flags = {"checkpoint": checkpoint_flag > 0, "interrupt": interrupt > 0, "problem": problem}
+        return loss, elapsed, flags
+
+    def _checkpoint_due(self, now: float) -> bool:
+        out = self.config.output
+        if out.checkpoint_steps and (self.state.step + 1) % out.checkpoint_steps == 0:
+            return True
+        minutes = out.checkpoint_minutes
+        return minutes is not None and now - self._last_checkpoint >= 60.0 * minutes
+
+    def _fix_plan(self) -> None:
+        s = self.state
+        step0, elapsed0 = self._timed_from or (0, 0.0)
+        if s.step - step0 < 1:
+            step0, elapsed0 = 0, 0.0
+        self.plan.fix((s.elapsed - elapsed0) / max(s.step - step0, 1), s.step)
+        self.report(f"training plan fixed: {self.plan.describe()}")
+
+    def _where(self) -> str:
+        s = self.state
+        if s.batch:
+            return f"epoch {s.epoch + 1}, batch {s.batch} (step {s.step})"
+        return f"the end of epoch {s.epoch} (step {s.step})"
 
     def averaged_model(self):
         """The weights validation and model files use: the EMA ones if EMA is on."""
@@ -253,58 +287,75 @@ class Trainer:
             return self.model
         return self.ema.copy_to(copy.deepcopy(self.model))
 
-    def _end_of_epoch(self) -> None:
-        s, cfg = self.state, self.config
+    def _end_of_epoch(self) -> bool:
+        """Validate, log, checkpoint; False if validation was not finite (rolled back)."""
+        s = self.state
         started = time.perf_counter()
         model = self.averaged_model()
         valid = evaluate_dataset(
             model,
             self.valid_set,
-            batch_size=cfg.optim.valid_batch_size,
+            batch_size=self.config.optim.valid_batch_size,
             dtype=self.dtype,
             energy_reference=self.reference,
             comm=self.comm,
             loss=self.loss,
             born_charges=self.born_charges,
         )
-        valid_loss = valid.loss_sum
-        metrics = valid.results()
-        s.epoch += 1
-        # validation counts towards the time budget; rank 0's clock decides for everyone
-        spent = time.perf_counter() - started if self.comm.is_main else 0.0
-        clock = torch.tensor([s.elapsed + spent], dtype=torch.float64)
-        s.elapsed = float(self.comm.all_reduce_(clock)[0])
-        row = (
-            self._epoch_row
-            | {
-                "time_s": s.elapsed,
-                "valid_loss": valid_loss,
-                "valid_energy_mae": metrics.get("energy_mae", math.nan),
-                "valid_energy_per_atom_mae": metrics.get("energy_per_atom_mae", math.nan),
-                "valid_forces_mae": metrics.get("forces_mae", math.nan),
-                "valid_stress_mae": metrics.get("stress_mae", math.nan),
-            }
-            | {f"valid_{n}_mae": metrics.get(f"{n}_mae", math.nan) for n in self.label_weights}
-        )
+        valid_loss, metrics = valid.loss_sum, valid.results()
+        if not math.isfinite(valid_loss):
+            roll_back(self, f"validation loss ({valid_loss})", None, 0)
+            return False
+        row = self._epoch_row(valid_loss, metrics, started)
         s.history.append(row)
         improved = valid_loss < s.best_loss
         if improved:
             s.best_loss, s.best_epoch = valid_loss, s.epoch - 1
         self.schedule.end_of_epoch(valid_loss)
-        if not self.comm.is_main:
-            return
-        if improved:
-            self.save_model(model, self.run_dir / "best.eqp", metrics)
-        write_csv(self.run_dir / "log.csv", s.history)
-        if cfg.output.plot and time.perf_counter() - self._last_plot > PLOT_INTERVAL_S:
-            self.plot()
-        ckpt.save_checkpoint(self.run_dir / "checkpoint.pt", self.state_dict())
-        self._print(
+        s.failures = 0
+        self.sums = self.new_sums()
+        if self.comm.is_main:
+            if improved:
+                self.save_model(model, self.run_dir / "best.eqp", metrics)
+            write_csv(self.run_dir / "log.csv", s.history)
+            if self.config.output.plot and time.perf_counter() - self._last_plot > PLOT_INTERVAL_S:
+                self.plot()
+        self.save_checkpoint()
+        self.report(
             f"epoch {s.epoch:4d}  {s.elapsed:7.1f} s  lr {row['lr']:.2e}  "
             f"train loss {row['train_loss']:.4g}  valid loss {valid_loss:.4g}  "
             f"E {1e3 * row['valid_energy_mae']:.3g} meV  "
             f"F {1e3 * row['valid_forces_mae']:.3g} meV/Å" + ("  *" if improved else "")
         )
+        return True
+
+    def _epoch_row(self, valid_loss: float, metrics: dict, started: float) -> dict:
+        s, comm = self.state, self.comm
+        acc = copy.deepcopy(self.sums.acc)
+        acc.load_tensor(comm.all_reduce_(acc.as_tensor()))
+        train = acc.results()
+        batches = s.batch
+        s.epoch, s.batch = s.epoch + 1, 0
+        # validation counts towards the time budget; rank 0's clock decides for everyone
+        spent = time.perf_counter() - started if comm.is_main else 0.0
+        clock = torch.tensor([s.elapsed + spent], dtype=torch.float64)
+        s.elapsed = float(comm.all_reduce_(clock)[0])
+        if self.plan.due_to_fix(s.elapsed, end_of_epoch=True):
+            self._fix_plan()
+        row = epoch_row(s, self.sums, batches, train, valid_loss, metrics)
+        return row | {
+            f"valid_{n}_mae": metrics.get(f"{n}_mae", math.nan) for n in self.label_weights
+        }
+
+    def save_checkpoint(self) -> None:
+        """Write checkpoint.pt (rank 0); every process calls it at the same step."""
+        acc = self.sums.acc.as_tensor()
+        if self.comm.world_size > 1 and self.state.batch:
+            acc = self.comm.all_reduce_(acc.clone())
+        if self.comm.is_main:
+            ckpt.save_checkpoint(self.run_dir / "checkpoint.pt", self.state_dict(acc))
+        self.snapshot = Snapshot(self.state_dict(), self._where())  # a good state
+        self._last_checkpoint = time.perf_counter()
 
     def plot(self) -> None:
         """Learning-curve PNG (every epoch is costly for fast epochs: at most every 30 s)."""
@@ -322,6 +373,22 @@ class Trainer:
             },
         )
 
-    def _print(self, text: str) -> None:
+    def report(self, text: str) -> None:
         if self.comm.is_main and self.verbose:
-            tqdm.write(text)
+            print_line(text)
+
+
+def progress_bar_for(trainer: Trainer, batches: int, enabled: bool):
+    """The per-epoch bar: live on a terminal; elsewhere a line a minute (the epoch line is
+    printed anyway)."""
+    s = trainer.state
+    return progress_bar(
+        batches,
+        f"epoch {s.epoch + 1}",
+        "batch",
+        enabled=enabled and trainer.comm.is_main,
+        leave=False,
+        initial=s.batch,
+        fraction=None,
+        seconds=60.0,
+    )

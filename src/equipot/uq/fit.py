@@ -12,12 +12,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 from ase.data import atomic_numbers as Z_OF
-from tqdm import tqdm
 
 from equipot.calculator import frozen_copy
 from equipot.data.dataset import GraphDataset
 from equipot.model.energy_model import EnergyModel
 from equipot.physics.derivatives import predict
+from equipot.progress import progress_iter
 from equipot.uq.latent import FeatureMoments
 from equipot.uq.llpr import GramAccumulator, LastLayerPosterior, feature_jacobian, system_features
 from equipot.uq.store import Uncertainty
@@ -52,7 +52,7 @@ def fit_uncertainty(
     chosen[np.random.default_rng(seed).permutation(n)[: min(force_frames, n)]] = True
     order = np.concatenate([np.flatnonzero(chosen), np.flatnonzero(~chosen)])
     batches = [order[k : k + batch_size] for k in range(0, n, batch_size)]
-    for positions in tqdm(batches, desc="uncertainty fit", disable=not progress, leave=False):
+    for positions in progress_iter(batches, "uncertainty fit", enabled=progress, leave=False):
         batch = dataset.batch(positions, torch.float64)
         graph = batch.graph
         with torch.enable_grad():

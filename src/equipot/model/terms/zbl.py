@@ -46,6 +46,7 @@ def build(config: ModelConfig) -> ZBLRepulsion | None:
 
 class ZBLRepulsion(EnergyTerm):
     name = "repulsion"
+    pairwise = True  # each directed edge i→j adds ½ V(r_ij) S(r_ij) to atom i
 
     def __init__(self, elements: list[str], inner: float, outer: float, r_max: float):
         super().__init__()
@@ -84,6 +85,20 @@ class ZBLRepulsion(EnergyTerm):
             r_out.index_select(0, keep),
         )
         return atomic.index_add(0, i.index_select(0, keep), 0.5 * pair)
+
+    def engine_tensors(self) -> dict[str, Tensor]:
+        """Z and covalent radius per element, inner, outer and cap (``zbl::Parameters``)."""
+
+        def real(x: float) -> Tensor:
+            return torch.tensor([float(x)], dtype=torch.float64)
+
+        return {
+            "charge": torch.as_tensor(self.constants.array("charge"), dtype=torch.float64),
+            "radius": torch.as_tensor(self.constants.array("radius"), dtype=torch.float64),
+            "inner": real(self.inner),
+            "outer": real(self.outer),
+            "cap": real(self.cap),
+        }
 
     def edge_gradient(self, inputs: TermInputs) -> tuple[Tensor, Tensor]:
         kernels = cpu_kernels()
