@@ -9,11 +9,15 @@ test on 300 / 600 / 1200 K MD, a relaxed 360° torsion scan, bond stretching to 
 compression — and EMT copper: train on the crystal at ≤ 600 K, test on the liquid, surfaces
 and a vacancy). Both codes get the isolated-atom energies of the reference method as E0.
 
-Fairness: per system the two codes train *at the same time*, each pinned to its own core
-(``taskset``) with one thread, for ``--budget-min`` minutes of training (start-up and
-preprocessing excluded for both). MACE (its own venv) runs the rMD17 recipe of
-``peers/mace_rmd17.sh`` with the given E0s; its epoch count comes from a 1-epoch probe, so its
-SWA stage covers the last quarter; a run still going at the budget is stopped and evaluated
+Fairness: per system the two codes train *at the same time*, each with one thread and pinned
+to its own core (``taskset``; ``--no-pin`` leaves placement to the OS, e.g. when
+``--launcher`` hands out cores; ``--serial`` runs them one after the other on one core), for
+``--budget-min`` minutes of training (start-up and preprocessing excluded for both).
+``--launcher CMD`` prefixes every heavy child process
+(probe, both trainings, both evaluations), e.g. a CPU-slot wrapper on a shared machine.
+MACE (its own venv) runs the rMD17 recipe of ``peers/mace_rmd17.sh`` with the given E0s; its
+epoch count comes from a probe (2 epochs on a fifth of the training set) with a 5 % margin, so
+its SWA stage covers the last quarter; a run still going at the budget is stopped and evaluated
 from its latest checkpoint. equipot runs ``examples/rmd17/ethanol.yaml``'s recipe (molecules)
 or ``examples/cu_emt_properties.yaml``'s (copper) with a cosine schedule over the budget and
 its stage two in the last quarter. Both models are evaluated in float64 by the same code
@@ -27,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -40,7 +45,8 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 from extrapolation_data import MOLECULES, generate  # noqa: E402
-from extrapolation_eval import evaluate, test_files  # noqa: E402
+from extrapolation_eval import test_files  # noqa: E402
+from extrapolation_shape import compare  # noqa: E402
 from rmd17_mace import MACE_BIN, _supervise, parse_log  # noqa: E402
 
 MACE_SCRIPT = HERE / "peers" / "mace_rmd17.sh"
@@ -72,6 +78,8 @@ def equipot_config(system: str, folder: Path, run: Path, budget_min: float, e0: 
     recipe["optim"]["max_time_min"] = budget_min
     recipe["optim"]["max_epochs"] = 100000
     recipe["output"] = {"dir": str(run), "progress": False, "plot": False}
+    # energies and forces only: the uncertainty fit after training (issue 13) is not measured
+    recipe["uncertainty"] = {"fit": False}
     return recipe
 
 
@@ -97,10 +105,20 @@ def mace_args(
     return ["--E0s", e0s], env
 
 
+# set once by main() from the command line
+LAUNCH: dict = {"prefix": [], "pin": True, "serial": False}
+
+
+def launched(cmd: list, core: int) -> list:
+    """``cmd`` behind the launcher prefix, pinned to ``core`` unless pinning is off."""
+    pin = ["taskset", "-c", str(core)] if LAUNCH["pin"] else []
+    return [*LAUNCH["prefix"], *pin, *cmd]
+
+
 def start_mace(folder, e0, epochs, swa, work: Path, core: int, log: Path, train=None):
     work.mkdir(parents=True, exist_ok=True)
     extra, env = mace_args(folder, e0, epochs, swa, work, train)
-    cmd = ["taskset", "-c", str(core), "bash", str(MACE_SCRIPT), *extra]
+    cmd = launched(["bash", str(MACE_SCRIPT), *extra], core)
     out = open(log, "a")
     return subprocess.Popen(
         cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
@@ -145,7 +163,9 @@ def train_both(system: str, folder: Path, root: Path, budget_min: float) -> dict
     e0 = meta["e0"]
     root.mkdir(parents=True, exist_ok=True)
     spe = mace_seconds_per_epoch(folder, e0, root, core=1)
-    epochs = max(2, int(budget_min * 60 / spe))
+    # 5 % margin: MACE's schedule (SWA included) should end inside the budget even if the run
+    # beside it slows it a little; a run still going at the budget is cut and evaluated as is
+    epochs = max(2, int(0.95 * budget_min * 60 / spe))
     swa = max(1, round(0.75 * epochs))
     config = equipot_config(system, folder, root / "equipot", budget_min, e0)
     config_path = root / "equipot.yaml"
@@ -161,11 +181,13 @@ def train_both(system: str, folder: Path, root: Path, budget_min: float) -> dict
         shutil.rmtree(root / "equipot")
     eq_log = open(root / "equipot.out", "w")
     eq = subprocess.Popen(
-        ["taskset", "-c", "0", sys.executable, "-m", "equipot.cli.main", "train", str(config_path)],
+        launched([sys.executable, "-m", "equipot.cli.main", "train", str(config_path)], 0),
         stdout=eq_log,
         stderr=subprocess.STDOUT,
         env=dict(os.environ, OMP_NUM_THREADS="1"),
     )
+    if LAUNCH["serial"]:  # one core: equipot's run first, then MACE's, on the same core
+        eq.wait()
     mace_log = root / "mace.out"
     mace = start_mace(folder, e0, epochs, swa, work, 1, mace_log)
     finished = _supervise(mace, work / "logs" / "MACE_run-1.log", 0, budget_min * 60, mace_log)
@@ -186,25 +208,39 @@ def train_both(system: str, folder: Path, root: Path, budget_min: float) -> dict
 
 
 def evaluate_both(folder: Path, root: Path) -> dict:
-    import torch
-
-    import equipot
-
-    torch.set_num_threads(2)
-    ours = evaluate(equipot.EquipotCalculator(root / "equipot" / "best.eqp"), folder)
-    out = root / "mace_eval.json"
-    subprocess.run(
-        [
+    """Both models on every test, side by side (one thread and one core each)."""
+    env = dict(
+        os.environ,
+        OMP_NUM_THREADS="1",
+        MKL_NUM_THREADS="1",
+        TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD="1",
+    )
+    outputs = {"equipot": root / "equipot_eval.json", "mace": root / "mace_eval.json"}
+    commands = {
+        "equipot": [
+            sys.executable,
+            str(HERE / "extrapolation_eval.py"),
+            str(root / "equipot" / "best.eqp"),
+            str(folder),
+            str(outputs["equipot"]),
+        ],
+        "mace": [
             str(MACE_BIN / "python"),
             str(MACE_EVAL),
             str(mace_model(root / "mace")),
             str(folder),
-            str(out),
+            str(outputs["mace"]),
         ],
-        check=True,
-        env=dict(os.environ, OMP_NUM_THREADS="2", TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD="1"),
-    )
-    return {"equipot": ours, "mace": json.loads(out.read_text())}
+    }
+    procs = {}
+    for core, (code, cmd) in enumerate(commands.items()):
+        procs[code] = subprocess.Popen(launched(cmd, 0 if LAUNCH["serial"] else core), env=env)
+        if LAUNCH["serial"]:
+            procs[code].wait()
+    for code, proc in procs.items():
+        if proc.wait():
+            raise RuntimeError(f"{code} evaluation failed (exit {proc.returncode})")
+    return {code: json.loads(path.read_text()) for code, path in outputs.items()}
 
 
 def errors(folder: Path, predictions: dict) -> dict:
@@ -227,22 +263,44 @@ def errors(folder: Path, predictions: dict) -> dict:
             }
         table[name] = row
     if not per_atom:
-        ref = read(folder / "torsion.xyz", ":")
-        ref_rel = np.array([f.info["REF_energy"] for f in ref])
-        ref_rel -= ref_rel[0]
+        table.update(scan_shapes(folder, predictions))
+    return table
+
+
+def scan_shapes(folder: Path, predictions: dict) -> dict:
+    """Spurious-minimum depth and shape per scan (``extrapolation_shape.compare``): the
+    model's own relaxed torsion scan, and the model on the reference's rigid stretches and
+    compressions."""
+    reference = {"torsion": read(folder / "torsion.xyz", ":")}
+    for path in sorted(folder.glob("stretch_*.xyz")):
+        reference[path.stem] = read(path, ":")
+    reference["compression"] = read(folder / "compression.xyz", ":")
+    table = {}
+    for scan, frames in reference.items():
+        ref = np.array([f.info["REF_energy"] for f in frames])
         row = {}
         for code, pred in predictions.items():
-            scan = pred["torsion_scan"]
-            rel = np.array(scan["energy"]) - scan["energy"][0]
-            row[code] = {
-                "relative_mae_meV": 1e3 * float(np.abs(rel - ref_rel).mean()),
-                "spurious_minimum_eV": float(min(0.0, rel.min() - ref_rel.min())),
-                "barrier_eV": float(rel.max()),
-                "reference_barrier_eV": float(ref_rel.max()),
-                "flags": scan["check"]["messages"],
-            }
-        table["torsion_scan (model-relaxed)"] = row
+            if scan == "torsion":
+                energy = np.array(pred["torsion_scan"]["energy"])
+            else:
+                key = "stretch" if scan.startswith("stretch") else scan
+                offset = stretch_offset(folder, scan) if key == "stretch" else 0
+                energy = np.array(pred[key]["energy"][offset : offset + len(frames)])
+            row[code] = compare(ref, energy, periodic=scan == "torsion")
+            if scan == "torsion":
+                row[code]["flags"] = pred["torsion_scan"]["check"]["messages"]
+        table[f"{scan} scan" + (" (model-relaxed)" if scan == "torsion" else "")] = row
     return table
+
+
+def stretch_offset(folder: Path, stem: str) -> int:
+    """Where ``stem``'s frames start in the concatenated "stretch" predictions."""
+    offset = 0
+    for path in sorted(folder.glob("stretch_*.xyz")):
+        if path.stem == stem:
+            return offset
+        offset += len(read(path, ":"))
+    raise KeyError(stem)
 
 
 def plot_system(path: Path, system: str, folder: Path, predictions: dict) -> None:
@@ -305,18 +363,30 @@ def markdown(results: dict) -> str:
         unit = "meV/atom" if system == "copper" else "meV"
         for test, row in res["errors"].items():
             if "relative_mae_meV" in row.get("equipot", {}):
-                a, b = row["equipot"], row["mace"]
-                lines.append(
-                    f"| {system} | {test}: relative E MAE (meV); deepest spurious minimum (eV) "
-                    f"| {a['relative_mae_meV']:.0f}; {a['spurious_minimum_eV']:.3f} "
-                    f"| {b['relative_mae_meV']:.0f}; {b['spurious_minimum_eV']:.3f} | | |"
-                )
-                continue
+                continue  # scans: second table
             a, b = row["equipot"], row["mace"]
             lines.append(
                 f"| {system} | {test} | {a['energy_mae_meV']:.1f} {unit} | "
                 f"{b['energy_mae_meV']:.1f} {unit} | {a['forces_mae_meV_A']:.1f} | "
                 f"{b['forces_mae_meV_A']:.1f} |"
+            )
+    lines += [
+        "",
+        "| system | scan | equipot rel. E MAE (meV) | MACE rel. E MAE (meV) | equipot spurious "
+        "min. (eV) | MACE spurious min. (eV) | barrier/top xTB; equipot; MACE (eV) "
+        "| shape right: equipot / MACE |",
+        "|---|---|---:|---:|---:|---:|---|---|",
+    ]
+    for system, res in results.items():
+        for test, row in res["errors"].items():
+            if "relative_mae_meV" not in row.get("equipot", {}):
+                continue
+            a, b = row["equipot"], row["mace"]
+            lines.append(
+                f"| {system} | {test} | {a['relative_mae_meV']:.0f} | {b['relative_mae_meV']:.0f} "
+                f"| {a['spurious_minimum_eV']:.3f} | {b['spurious_minimum_eV']:.3f} "
+                f"| {a['reference_max_eV']:.3f}; {a['model_max_eV']:.3f}; {b['model_max_eV']:.3f} "
+                f"| {'yes' if a['shape_right'] else 'NO'} / {'yes' if b['shape_right'] else 'NO'} |"
             )
     return "\n".join(lines)
 
@@ -327,7 +397,19 @@ def main(argv=None) -> int:
     p.add_argument("--budget-min", type=float, default=8.0)
     p.add_argument("--out", type=Path, default=HERE / "out" / "extrapolation")
     p.add_argument("--skip-training", action="store_true", help="evaluate existing runs")
+    p.add_argument(
+        "--launcher",
+        default="",
+        help="command prefixed to every heavy child process (e.g. a CPU-slot wrapper)",
+    )
+    p.add_argument("--no-pin", action="store_true", help="do not pin the children to cores")
+    p.add_argument(
+        "--serial",
+        action="store_true",
+        help="one core: each code trains (and is evaluated) after the other, same budget",
+    )
     args = p.parse_args(argv)
+    LAUNCH.update(prefix=shlex.split(args.launcher), pin=not args.no_pin, serial=args.serial)
     results_path = args.out / "results.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
     for system in args.systems:
@@ -335,12 +417,16 @@ def main(argv=None) -> int:
         root = args.out / "runs" / system
         uptime = [subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()]
         t0 = time.time()
-        training = {} if args.skip_training else train_both(system, folder, root, args.budget_min)
+        if args.skip_training:  # keep what the training run recorded
+            training = results.get(system, {}).get("training", {})
+        else:
+            training = train_both(system, folder, root, args.budget_min)
         uptime.append(subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
         predictions = evaluate_both(folder, root)
         (root / "predictions.json").write_text(json.dumps(predictions))
+        budget = results.get(system, {}).get("budget_min") if args.skip_training else None
         results[system] = {
-            "budget_min": args.budget_min,
+            "budget_min": budget or args.budget_min,
             "training": training,
             "errors": errors(folder, predictions),
             "uptime": uptime,

@@ -1,8 +1,9 @@
 """Evaluation of one trained model on the extrapolation tests, with any ASE calculator.
 
-Imported by ``extrapolation.py`` (equipot) and by ``peers/mace_extrapolation.py`` inside
-MACE's own environment, so both codes are measured by the same lines: predictions on every
-reference frame, and the model's own relaxed torsion scan from the reference minimum.
+Run as a script for an equipot model (``extrapolation.py`` starts it) and imported by
+``peers/mace_extrapolation.py`` inside MACE's own environment, so both codes are measured by
+the same lines: predictions on every reference frame, and the model's own relaxed torsion
+scan from the reference minimum.
 """
 
 from __future__ import annotations
@@ -63,3 +64,22 @@ def evaluate(calc, folder: Path) -> dict:
     if (folder / "torsion.xyz").exists():
         out["torsion_scan"] = model_torsion_scan(calc, folder)
     return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python extrapolation_eval.py MODEL.eqp DATA_DIR OUT.json``: an equipot model."""
+    import sys
+
+    import torch
+
+    import equipot
+
+    model, folder, out = (argv or sys.argv[1:])[:3]
+    torch.set_num_threads(1)
+    result = evaluate(equipot.EquipotCalculator(model), Path(folder))
+    Path(out).write_text(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -117,6 +117,33 @@ def test_relaxed_torsion_holds_the_angle_and_relaxes_the_rest():
         assert np.abs(frame.arrays["forces"][others]).max() < 0.02
 
 
+def test_relaxed_point_whose_constraint_fails_is_reported_not_fatal(monkeypatch):
+    """FixInternals raises when it cannot project a step (a model's huge forces far outside its
+    data): the scan goes on, that point keeps a geometry on the constraint, flagged."""
+    from ase.constraints import FixInternals
+
+    ethanol = molecule("CH3CH2OH")
+    calc = equipot.EquipotCalculator(small_model(shift=0.0, seed=5))
+    coordinate = Coordinate.torsion(ethanol, (0, 1, 2, 3))
+    values = torsion_values(coordinate.value(ethanol), 60.0, 180.0)
+    calls = {"n": 0}
+    original = FixInternals.adjust_positions
+
+    def failing_on_the_second_point(self, atoms, new):
+        calls["n"] += 1
+        if abs(atoms.get_dihedral(0, 1, 2, 3) - values[1] % 360.0) < 1e-6:
+            raise ValueError("FixInternals.adjust_positions did not converge.")
+        return original(self, atoms, new)
+
+    monkeypatch.setattr(FixInternals, "adjust_positions", failing_on_the_second_point)
+    scan = run_scan(ethanol, calc, coordinate, values, relax=True, fmax=0.01, steps=500)
+    assert calls["n"] > 0
+    assert scan.converged.tolist() == [True, False, True, True]
+    assert np.isfinite(scan.energies).all()
+    assert scan.frames[1].get_dihedral(0, 1, 2, 3) == pytest.approx(values[1] % 360.0, abs=1e-6)
+    assert not scan.frames[1].constraints  # the constraint is removed after a failed point
+
+
 def test_torsion_whose_last_atom_does_not_turn_is_refused():
     ethanol = molecule("CH3CH2OH")  # H 8 sits on C 0, so turning about C1-O2 leaves 0-1-2-8 fixed
     with pytest.raises(ValueError, match="atom 8 is not on the turning side"):

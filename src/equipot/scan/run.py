@@ -65,9 +65,15 @@ def run_scan(
         ok = True
         if relax:
             current.set_constraint(_constraint(coordinate, current))
-            optimizer = BFGS(current, logfile=None)
-            ok = bool(optimizer.run(fmax=fmax, steps=steps))
-            current.set_constraint()
+            try:
+                ok = bool(BFGS(current, logfile=None).run(fmax=fmax, steps=steps))
+            except (ValueError, ZeroDivisionError):
+                # FixInternals could not project a step (huge forces far outside a model's
+                # data) or met a linear angle: the point keeps the last geometry that held
+                # the constraint and is reported unconverged instead of ending the scan
+                ok = False
+            finally:
+                current.set_constraint()
         energy = float(current.get_potential_energy())
         forces = np.array(current.get_forces(apply_constraint=False))
         frame = current.copy()
