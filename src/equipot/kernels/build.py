@@ -3,8 +3,9 @@ that survives killed builds, and a strict mode for CI.
 
 * Cache key (:func:`build_tag`): machine and CPU feature flags (binaries use
   ``-march=native``), Python and torch versions (torch's C++ ABI), the compiler's identity and
-  version (``$CXX --version``), the compiler and linker flags, and the sources. Two
-  environments never share a binary; any change rebuilds.
+  version (``$CXX --version``), the compiler and linker flags, torch's location, the source
+  paths and the sources' contents. Two environments never share a binary; any change
+  rebuilds.
 * Lock (:func:`build_lock`): torch marks a build in progress with a ``lock`` file that a
   killed build leaves behind, after which every later process waits for it forever. We hold
   an ``flock`` (released by the kernel when its owner dies) around torch's build; holding it,
@@ -84,6 +85,10 @@ def build_tag(
         compiler_identity(),
         " ".join(cflags),
         " ".join(ldflags),
+        # torch's headers/libraries and the source paths are in the ninja commands: two
+        # checkouts or environments sharing one build directory would rebuild it in turn
+        str(Path(torch.__file__).resolve().parent),
+        *(str(p.resolve()) for p in sources),
         *(p.read_text() for p in [*sources, *headers]),
     ]
     return hashlib.sha1("\0".join(parts).encode()).hexdigest()[:12]
