@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -78,3 +79,50 @@ def test_engine_not_used_where_it_does_not_apply():
     assert hessian_vectors(model, graph, v) is None  # trainable weights
     float32 = frozen_copy(model, torch.float32, "cpu")
     assert hessian_vectors(float32, graph, v) is None  # another dtype than the graph
+
+
+def _close_contacts(atoms):
+    """``atoms`` with an H 0.65 Å from the first C (inside the C–H switch, 0.535–0.80 Å) and
+    one 0.45 Å from the first O (below the O–H switch's inner edge, full ZBL)."""
+    atoms = atoms.copy()
+    numbers = atoms.get_atomic_numbers()
+    carbon, oxygen = (int((numbers == z).nonzero()[0][0]) for z in (6, 8))
+    away = [
+        atoms.positions[c] + d * np.array(v) / np.linalg.norm(v)
+        for c, d, v in ((carbon, 0.65, (1.0, 0.3, -0.2)), (oxygen, 0.45, (-0.4, 1.0, 0.5)))
+    ]
+    atoms.extend(type(atoms)("H2", positions=away))
+    return atoms
+
+
+@pytest.mark.parametrize("kind", ["molecule", "bulk"])
+def test_hessian_with_zbl_repulsion_equals_autograd(kind):
+    """Default models have the ZBL term: the engine adds its exact edge-space Hessian."""
+    model = small_model(l_max=2, seed=6)
+    assert "repulsion" in model.terms  # on by default
+    fast, slow = _pair(model)
+    atoms = _close_contacts(STRUCTURES[kind]())
+    graph = atoms_to_graph(atoms, model.config.r_max, torch.float64)
+    zbl = fast.terms["repulsion"]
+    from equipot.model.terms import TermInputs
+
+    species, _, vectors, _ = fast._prepare(graph)
+    assert float(zbl(TermInputs(graph, species, vectors)).abs().sum()) > 1.0  # the wall is hit
+    with torch.enable_grad():
+        reference = hessian_from_graph(slow, graph)
+        without = hessian_from_graph(
+            frozen_copy(small_model(l_max=2, seed=6, repulsion=None), torch.float64, "cpu"),
+            graph,
+        )
+    hessian = hessian_from_graph(fast, graph)
+    assert engine_runs(fast) == 1 and engine_runs(slow) == 0
+    scale = float(reference.abs().max())
+    assert float((without - reference).abs().max()) > 0.1 * scale  # the term matters
+    assert float((hessian - reference).abs().max()) <= 1e-10 * scale
+    assert float((hessian - hessian.T).abs().max()) <= 1e-10 * scale
+    v = torch.randn(3, graph.num_atoms, 3, dtype=torch.float64)
+    with torch.enable_grad():
+        hv_reference = hessian_vector_product(slow, graph, v)
+    hv = hessian_vector_product(fast, graph, v)
+    assert engine_runs(fast) == 2
+    assert float((hv - hv_reference).abs().max()) <= 1e-10 * float(hv_reference.abs().max())

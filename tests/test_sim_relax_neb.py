@@ -72,6 +72,20 @@ def test_newton_needs_fewer_iterations_than_lbfgs():
     assert newton.iterations < lbfgs.iterations
 
 
+def test_newton_with_hessian_refresh_reuses_hessians():
+    """Exact Hessian every 5 accepted steps, BFGS-updated in between: same minimum, fewer
+    exact Hessians than iterations."""
+    atoms = Icosahedron("Ar", 2)
+    atoms.rattle(0.1, seed=0)
+    pot = ModelPotential(LennardJones(cutoff=10.0))
+    exact = relax(atoms, pot, method="newton", fmax=1e-4, max_steps=100)
+    mixed = relax(atoms, pot, method="newton", fmax=1e-4, max_steps=200, hessian_refresh=5)
+    assert mixed.converged and abs(mixed.energy - exact.energy) < 1e-6
+    assert 1 <= mixed.hessians < mixed.iterations
+    with pytest.raises(ValueError, match="hessian_refresh"):
+        relax(atoms, pot, method="newton", hessian_refresh=0)
+
+
 def test_newton_on_a_model_converges_and_keeps_the_molecule_in_place():
     # without the ZBL term: this untrained model collapses the cluster until C-O pairs sit at
     # the repulsion's switch-off distance, a flat, strongly anharmonic minimum that takes ~25

@@ -88,9 +88,9 @@ def test_labels_read_in_equipot_units(data, tmp_path):
 
 
 def test_training_on_dipoles_and_born_charges(data, tmp_path):
-    result = train(
-        config(data, tmp_path / "run", dipole=10.0, polarizability=10.0, bec=1.0), verbose=False
-    )
+    cfg = config(data, tmp_path / "run", dipole=10.0, polarizability=10.0, bec=1.0)
+    cfg.optim.max_epochs = 10  # 4 epochs leave the dipole error at 1.9 × the bound below
+    result = train(cfg, verbose=False)
     history = read_csv(tmp_path / "run" / "log.csv")
     assert history[-1]["train_loss"] < 0.7 * history[0]["train_loss"]
     # fixed charges and isotropic polarisabilities are fitted per element before the first

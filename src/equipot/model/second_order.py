@@ -32,6 +32,7 @@ from torch import Tensor, nn
 
 from equipot.kernels import cpu_kernels
 from equipot.model.inference import EngineSlot, _component_mixing, unique_monomials
+from equipot.model.terms import TermInputs
 from equipot.nn.constants import parameter_list
 from equipot.nn.linear import SILU_SCALE
 
@@ -223,7 +224,9 @@ def hessian_vectors(model: nn.Module, graph: AtomicGraph, vectors: Tensor) -> Te
     or dtype, kernels switched off): use autograd then.
 
     With g̃_e the tangent of ∂E/∂r_e along r'_e = v_j − v_i,
-    (H·v)_i = Σ_{e: j_e = i} g̃_e − Σ_{e: i_e = i} g̃_e.
+    (H·v)_i = Σ_{e: j_e = i} g̃_e − Σ_{e: i_e = i} g̃_e; the network's g̃_e come from the engine,
+    those of the parameter-free energy terms (ZBL repulsion, ...) from
+    :meth:`~equipot.model.terms.base.EnergyTerm.edge_hessian_vectors`.
     """
     from equipot.model.energy_model import EnergyModel
     from equipot.nn.constants import is_frozen
@@ -234,17 +237,21 @@ def hessian_vectors(model: nn.Module, graph: AtomicGraph, vectors: Tensor) -> Te
         and is_frozen(model)
         and second_order_available(model, graph.dtype)
         and vectors.dtype == graph.dtype
-        and not getattr(model, "terms", None)  # parameter-free terms: autograd for now
         and (model.heads is None or not model.heads.field_active(graph))  # field energy
     ):
         return None
     run = SecondOrderPass(model, graph, frozen=True)
+    terms = list(model.terms.values())
+    inputs = TermInputs(graph, run.species, run.vectors)
     i, j = graph.edge_index[0], graph.edge_index[1]
     width = max(layer.edge.radial.weights[-1].shape[1] for layer in model.layers)
     chunk = max(1, HESSIAN_CHUNK_ELEMENTS // max(1, run.padded.neighbors.numel() * width))
     out = []
     for part in torch.split(vectors, chunk):
-        edge = run.hessian_vectors(part.index_select(1, j) - part.index_select(1, i))
+        tangents = part.index_select(1, j) - part.index_select(1, i)
+        edge = run.hessian_vectors(tangents)
+        for term in terms:
+            edge = edge + term.edge_hessian_vectors(inputs, tangents)
         hv = torch.zeros_like(part).index_add_(1, j, edge)
         out.append(hv.index_add_(1, i, edge, alpha=-1.0))
     return torch.cat(out)

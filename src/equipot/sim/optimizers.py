@@ -152,6 +152,12 @@ class Newton(_Base):
     with |p(μ)| = Δ. The step is accepted when the actual decrease ρ = ΔE/m(p) > 10⁻⁴ (or
     when m(p) is below the energy's rounding, where ρ means nothing); Δ shrinks for ρ < ¼
     and doubles for ρ > ¾ at the boundary.
+
+    ``hessian_refresh`` = k > 1 computes the exact Hessian only at the start, after every k
+    accepted steps and after a rejected step taken with an updated one; in between the
+    Hessian gets BFGS updates H ← H − H s sᵀ H / sᵀ H s + y yᵀ / yᵀ s from each accepted
+    step s and gradient change y (skipped unless yᵀs and sᵀHs are positive). k = 1 (default)
+    is Newton's method proper.
     """
 
     def __init__(
@@ -162,19 +168,24 @@ class Newton(_Base):
         trust_radius: float = 0.3,
         max_trust_radius: float = 1.5,
         energy_resolution: float = 1e-9,
+        hessian_refresh: int = 1,
     ):
         super().__init__(objective)
+        if hessian_refresh < 1:
+            raise ValueError(f"hessian_refresh must be at least 1, got {hessian_refresh}")
         self.hessian = hessian
         self.radius, self.max_radius = trust_radius, max_trust_radius
         self.energy_resolution = energy_resolution
+        self.hessian_refresh = hessian_refresh
         self.hessians = 0
-        self._cached: tuple | None = None
+        self._cached: tuple | None = None  # (H, Q) for the current x
+        self._updates = 0  # BFGS updates since the last exact Hessian
 
     def step(self) -> None:
-        if self._cached is None or not np.array_equal(self._cached[0], self.x):
+        if self._cached is None:
             self.hessians += 1  # after a rejected step x is unchanged: reuse its Hessian
-            self._cached = (self.x.copy(), *self.hessian(self.x))
-        _, h, basis = self._cached
+            self._cached, self._updates = self.hessian(self.x), 0
+        h, basis = self._cached
         g = basis.T @ self.gradient
         lam, vec = np.linalg.eigh(0.5 * (h + h.T))
         p = self._solve(lam, vec, vec.T @ g)
@@ -192,7 +203,14 @@ class Newton(_Base):
         elif rho > 0.75 and norm > 0.99 * self.radius:
             self.radius = min(2.0 * self.radius, self.max_radius)
         if rho > 1e-4:
+            if self._updates + 1 < self.hessian_refresh:
+                self._cached = (_bfgs(h, p, basis.T @ (g_new - self.gradient)), basis)
+                self._updates += 1
+            else:
+                self._cached = None
             self.x, self.energy, self.gradient = x_new, e_new, g_new
+        elif self._updates:
+            self._cached = None  # the updated Hessian misled the step: take the exact one
 
     def _solve(self, lam: np.ndarray, vec: np.ndarray, gv: np.ndarray) -> np.ndarray:
         def step_for(mu: float) -> np.ndarray:
@@ -217,3 +235,12 @@ class Newton(_Base):
             if hi - lo <= 1e-12 * hi:
                 break
         return step_for(hi)
+
+
+def _bfgs(h: np.ndarray, s: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """BFGS update of the Hessian ``h`` by the step ``s`` and gradient change ``y``."""
+    hs = h @ s
+    shs, ys = float(s @ hs), float(y @ s)
+    if shs <= 0.0 or ys <= 1e-12 * np.linalg.norm(y) * np.linalg.norm(s):
+        return h
+    return h - np.outer(hs, hs) / shs + np.outer(y, y) / ys

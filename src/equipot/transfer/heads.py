@@ -10,8 +10,9 @@ Loading a head gives an ordinary single-head :class:`~equipot.model.energy_model
     calc = equipot.EquipotCalculator("ft.eqp", head="gfn2-xtb")
 
 File layout (safetensors, data only): the default head is stored as a complete model; every
-other head adds its readout tensors under ``heads.<name>.<parameter>`` and its config to the
-``heads`` metadata entry (JSON: name → ModelConfig JSON). ``head_name`` names the default.
+other head adds its readout tensors under ``readout_heads.<name>.<parameter>`` and its config
+to the ``heads`` metadata entry (JSON: name → ModelConfig JSON). ``head_name`` names the
+default.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from equipot.model.config import ModelConfig
 from equipot.model.energy_model import EnergyModel
 
 DEFAULT_HEAD = "default"
-HEAD_PREFIX = "heads."
+HEAD_PREFIX = "readout_heads."  # not "heads.": the tensor-output module (model.heads)
 
 
 def is_readout(name: str) -> bool:

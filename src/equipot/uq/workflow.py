@@ -98,8 +98,12 @@ def attach_after_training(
 ) -> dict:
     """Fit on the training split, calibrate on the validation split, save into the file."""
     from equipot.model.io import load_model
+    from equipot.transfer.heads import head_names
 
-    extra = json.loads(read_model_metadata(model_path).get("extra", "{}"))
+    metadata = read_model_metadata(model_path)
+    extra = json.loads(metadata.get("extra", "{}"))
+    default, *others = head_names(metadata)  # multi-head files keep their other heads
+    heads = {name: load_model(model_path, head=name) for name in others}
     model = fit_model(load_model(model_path), train, options, force_frames=settings.force_frames)
     report: dict = {"skipped": f"validation split of {len(valid)} frames: not calibrated"}
     if len(valid) >= 4:
@@ -109,7 +113,10 @@ def attach_after_training(
             )
         except ValueError as exc:  # too few frames for a ball: keep the uncalibrated fit
             report = {"skipped": str(exc)}
-    model.save(model_path, extra=extra)
+    if heads:
+        model.save(model_path, extra=extra, heads=heads, head_name=default)
+    else:
+        model.save(model_path, extra=extra)
     return report
 
 

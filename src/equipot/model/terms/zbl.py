@@ -46,6 +46,7 @@ def build(config: ModelConfig) -> ZBLRepulsion | None:
 
 class ZBLRepulsion(EnergyTerm):
     name = "repulsion"
+    pairwise = True  # each directed edge i→j adds ½ V(r_ij) S(r_ij) to atom i
 
     def __init__(self, elements: list[str], inner: float, outer: float, r_max: float):
         super().__init__()
