@@ -33,6 +33,7 @@ SUBCOMMANDS: dict[str, str] = {
     "hull": "hull",
     # other engines
     "lammps": "lammps",
+    "metatomic": "metatomic",
 }
 
 

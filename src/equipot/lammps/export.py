@@ -30,7 +30,7 @@ def export_model(
     if not isinstance(model, EnergyModel):
         extra = _extra(model)
         model = load_model(model)
-    _check_exportable(model)
+    check_exportable(model)
     frozen = frozen_copy(model, torch.float64, "cpu")
     if radial_table is not None:
         frozen.inference_radial_table = radial_table
@@ -38,18 +38,18 @@ def export_model(
     return save_model(model, out, extra, engine=engine, engine_format=ENGINE_FORMAT)
 
 
-def _check_exportable(model: EnergyModel) -> None:
-    """Refuse what the plugin cannot evaluate: it would give energies that differ from
-    equipot's."""
+def check_exportable(model: EnergyModel, host: str = "the LAMMPS plugin") -> None:
+    """Refuse what the packed engine cannot evaluate: ``host`` would give energies that
+    differ from equipot's."""
     lacking = [name for name, term in model.terms.items() if term.engine_tensors() is None]
     if lacking:
         raise ValueError(
-            f"the LAMMPS plugin does not evaluate the model's energy terms {', '.join(lacking)}"
+            f"{host} does not evaluate the model's energy terms {', '.join(lacking)}"
             " (they have no packed form); export a model built without them"
         )
     if model.long_range is not None:
         raise ValueError(
-            "the LAMMPS plugin does not evaluate long-range electrostatics (model.long_range); "
+            f"{host} does not evaluate long-range electrostatics (model.long_range); "
             "export a short-range model"
         )
 
