@@ -112,21 +112,52 @@ def _start_atoms(system: str):
 
 
 class Sampler(threading.Thread):
-    """VmRSS (MB) and open file descriptors every ``interval`` seconds."""
+    """Resident memory and open file descriptors every ``interval`` seconds.
+
+    Each sample is (time, VmRSS MB, RssAnon MB, open fds). RssAnon (heap, anonymous mmaps) is
+    the leak indicator; VmRSS also counts file-backed pages (shared libraries), which the
+    kernel may evict and fault in again, so it can fall without anything being freed.
+    """
 
     def __init__(self, interval: float = 2.0):
         super().__init__(daemon=True)
         self.interval, self.samples, self.stop = interval, [], threading.Event()
 
     @staticmethod
-    def now() -> tuple[float, float, int]:
+    def now() -> tuple[float, float, float, int]:
+        fields = {}
         with open("/proc/self/status") as f:
-            rss = next(int(line.split()[1]) for line in f if line.startswith("VmRSS"))
-        return time.perf_counter(), rss / 1024, len(os.listdir("/proc/self/fd"))
+            for line in f:
+                key, _, value = line.partition(":")
+                if key in ("VmRSS", "RssAnon"):
+                    fields[key] = int(value.split()[0]) / 1024
+        fds = len(os.listdir("/proc/self/fd"))
+        return time.perf_counter(), fields["VmRSS"], fields["RssAnon"], fds
 
     def run(self) -> None:
         while not self.stop.wait(self.interval):
             self.samples.append(self.now())
+
+
+def _memory_plot(samples: np.ndarray, started: float, path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    minutes = (samples[:, 0] - started) / 60.0
+    fig, (mem, fds) = plt.subplots(2, 1, figsize=(7, 5), sharex=True)
+    mem.plot(minutes, samples[:, 1], label="VmRSS")
+    mem.plot(minutes, samples[:, 2], label="RssAnon")
+    mem.set_ylabel("MB")
+    mem.legend()
+    mem.set_title(title)
+    fds.plot(minutes, samples[:, 3], drawstyle="steps-post")
+    fds.set_ylabel("open fds")
+    fds.set_xlabel("wall time (min)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 def run_segment(system: str, target: int, segment: int, minutes: float) -> dict:
@@ -188,6 +219,14 @@ def run_segment(system: str, target: int, segment: int, minutes: float) -> dict:
     )
     samples = np.array([*sampler.samples, after])
     warm = samples[samples[:, 0] >= started + 0.05 * wall]
+    np.savetxt(
+        prefix.parent / f"{prefix.name}-memory.csv",
+        np.column_stack([samples[:, 0] - started, samples[:, 1:]]),
+        delimiter=",",
+        header="wall_s,vm_rss_MB,rss_anon_MB,open_fds",
+        comments="",
+    )
+    _memory_plot(samples, started, prefix.parent / f"{prefix.name}-memory.png", system)
     thermo = read_thermo(prefix.with_suffix(".csv"))
     t_ns = np.asarray(thermo["time_fs"]) * 1e-6
     total = np.asarray(thermo["total_eV"])
@@ -208,9 +247,14 @@ def run_segment(system: str, target: int, segment: int, minutes: float) -> dict:
         "rss_MB_end": float(after[1]),
         "rss_MB_max": float(samples[:, 1].max()),
         "rss_growth_after_warmup": float((after[1] - warm[0, 1]) / warm[0, 1]),
-        "fds_start": before[2],
-        "fds_max": int(samples[:, 2].max()),
-        "fds_end": after[2],
+        "rss_anon_MB_after_warmup": float(warm[0, 2]),
+        "rss_anon_MB_end": float(after[2]),
+        "rss_anon_MB_max": float(samples[:, 2].max()),
+        "rss_anon_growth_after_warmup": float((after[2] - warm[0, 2]) / warm[0, 2]),
+        "rss_anon_max_growth_after_warmup": float((warm[:, 2].max() - warm[0, 2]) / warm[0, 2]),
+        "fds_start": before[3],
+        "fds_max": int(samples[:, 3].max()),
+        "fds_end": after[3],
         "mean_temperature_K": float(np.mean(thermo["temperature_K"])),
         "energy_drift_meV_per_atom_per_ns": float(np.polyfit(t_ns, total, 1)[0] / n * 1e3),
         "energy_max_deviation_meV_per_atom": float(np.abs(total - total[0]).max() / n * 1e3),
@@ -226,17 +270,27 @@ def write_report() -> None:
     rows = [json.loads(p.read_text()) for p in sorted(OUT.glob("*-[0-9].json"))]
     lines = [
         "| system | atoms | segment | steps run (target) | Δt (fs) | steps/s "
-        "| RSS after warm-up → end (MB) | growth | fds start / max / end "
-        "| drift (meV/atom/ns) | max ΔE (meV/atom) | T (K) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| VmRSS after warm-up → end (MB) | growth | RssAnon after warm-up → end (max) (MB) "
+        "| growth (max) | fds start / max / end | drift (meV/atom/ns) | max ΔE (meV/atom) "
+        "| T (K) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
+        if "rss_anon_MB_end" in r:
+            anon = (
+                f"{r['rss_anon_MB_after_warmup']:.1f} → {r['rss_anon_MB_end']:.1f} "
+                f"({r['rss_anon_MB_max']:.1f}) | {100 * r['rss_anon_growth_after_warmup']:+.2f} % "
+                f"({100 * r['rss_anon_max_growth_after_warmup']:+.2f} %)"
+            )
+        else:  # written before RssAnon was sampled
+            anon = "— | —"
         lines.append(
             f"| {r['system']} | {r['atoms']} | {r['segment']} | {r['steps']} "
             f"({r.get('target_steps', r['steps'])}) | {r['dt_fs']} "
             f"| {r['steps_per_s']:.0f} | {r['rss_MB_after_warmup']:.1f} → {r['rss_MB_end']:.1f} "
-            f"| {100 * r['rss_growth_after_warmup']:+.2f} % | {r['fds_start']} / {r['fds_max']} / "
-            f"{r['fds_end']} | {r['energy_drift_meV_per_atom_per_ns']:+.3f} "
+            f"| {100 * r['rss_growth_after_warmup']:+.2f} % | {anon} "
+            f"| {r['fds_start']} / {r['fds_max']} / {r['fds_end']} "
+            f"| {r['energy_drift_meV_per_atom_per_ns']:+.3f} "
             f"| {r['energy_max_deviation_meV_per_atom']:.3f} | {r['mean_temperature_K']:.0f} |"
         )
     text = "\n".join(lines)
