@@ -50,8 +50,13 @@ def fit_uncertainty(
     n = len(dataset)
     chosen = np.zeros(n, bool)
     chosen[np.random.default_rng(seed).permutation(n)[: min(force_frames, n)]] = True
-    order = np.concatenate([np.flatnonzero(chosen), np.flatnonzero(~chosen)])
-    batches = [order[k : k + batch_size] for k in range(0, n, batch_size)]
+    # the force-row frames batched among themselves: the Jacobian of a batch costs D backward
+    # passes over all of its frames, whether their rows are kept or not
+    batches = [
+        group[k : k + batch_size]
+        for group in (np.flatnonzero(chosen), np.flatnonzero(~chosen))
+        for k in range(0, len(group), batch_size)
+    ]
     for positions in progress_iter(batches, "uncertainty fit", enabled=progress, leave=False):
         batch = dataset.batch(positions, torch.float64)
         graph = batch.graph
