@@ -47,6 +47,22 @@ VARIANTS = {
 }
 
 
+def read_labelled(path) -> list:
+    """Frames of an extxyz file with their reference labels in ``info`` / ``arrays``: ASE ≥ 3.29
+    moves ``energy``, ``forces``, ``dipole`` … of the file into a SinglePointCalculator."""
+    from ase.io import read
+
+    frames = read(path, ":")
+    for atoms in frames:
+        results = getattr(atoms.calc, "results", {}) if atoms.calc is not None else {}
+        for key, value in results.items():
+            if key in ("forces", "charges") or np.ndim(value) == 2:
+                atoms.arrays.setdefault(key, np.asarray(value))
+            else:
+                atoms.info.setdefault(key, value)
+    return frames
+
+
 def config_for(
     variant: str, data: Path, out: Path, budget_min: float, seed: int, threads: int = 2
 ) -> dict:
@@ -246,9 +262,8 @@ def main() -> None:
     parser.add_argument("--evaluate-only", action="store_true")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (one CPU slot: 1)")
     args = parser.parse_args()
-    from ase.io import read
 
-    frames = read(args.data / "curves.xyz", ":")
+    frames = read_labelled(args.data / "curves.xyz")
     results_path = args.data / "results.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
     for variant in args.variants:

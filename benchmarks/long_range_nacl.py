@@ -36,6 +36,22 @@ VARIANTS = {
 }
 
 
+def read_labelled(path) -> list:
+    """Frames of an extxyz file with their reference labels in ``info`` / ``arrays``: ASE ≥ 3.29
+    moves ``energy``, ``forces``, ``dipole`` … of the file into a SinglePointCalculator."""
+    from ase.io import read
+
+    frames = read(path, ":")
+    for atoms in frames:
+        results = getattr(atoms.calc, "results", {}) if atoms.calc is not None else {}
+        for key, value in results.items():
+            if key in ("forces", "charges") or np.ndim(value) == 2:
+                atoms.arrays.setdefault(key, np.asarray(value))
+            else:
+                atoms.info.setdefault(key, value)
+    return frames
+
+
 def train_variant(variant: str, data: Path, out: Path, budget_min: float, seed: int) -> Path:
     from equipot.train import load_config, train
 
@@ -122,12 +138,11 @@ def _energy(atoms, calc) -> float:
 
 
 def test_errors(model_path: Path, run: Path) -> dict:
-    from ase.io import read
 
     import equipot
 
     data = json.loads((run / "data.json").read_text())
-    frames = read(run.parent.parent / "nacl.xyz", ":")
+    frames = read_labelled(run.parent.parent / "nacl.xyz")
     test = [frames[k] for k in data["test"]["frames"]]
     calc = equipot.EquipotCalculator(model_path)
     out: dict[str, dict] = {}
