@@ -92,8 +92,8 @@ def properties(source) -> dict:
         mass_weighted,
         signed_sqrt,
     )
+    from equipot.properties.relax import relax
     from equipot.properties.surfaces import surface_energy
-    from equipot.sim import relax
 
     calc = as_calculator(source)
     cubic = bulk("NaCl", "rocksalt", a=5.64, cubic=True)
