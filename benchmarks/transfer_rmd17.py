@@ -37,18 +37,38 @@ ROOT = Path(__file__).resolve().parents[1]
 def config_for(molecule: str, n: int, out: Path, args, finetune: dict | None = None, train=None):
     raw = yaml.safe_load((ROOT / "examples" / "rmd17" / f"{molecule}.yaml").read_text())
     raw["data"]["train"] = str(train or RMD17 / f"rmd17_{molecule}_train_01.npz")
-    raw["data"]["test"] = str(RMD17 / f"rmd17_{molecule}_test_01.npz")
+    raw["data"]["test"] = str(test_file(molecule, args))
     raw["data"]["valid_count"] = 50
     raw["data"]["train_count"] = n
     raw["data"]["cache_dir"] = str(args.out / "cache")
     raw["output"] = {"dir": str(out), "progress": False, "plot": False}
+    raw["num_threads"] = args.threads
+    raw["uncertainty"] = {"fit": False}  # not part of the comparison; saves time per point
     raw["optim"]["max_time_min"] = args.minutes
-    steps = args.steps
-    raw["optim"]["max_epochs"] = 100000 if args.minutes else max(1, math.ceil(steps * 5 / n))
+    steps_per_epoch = math.ceil(n / raw["optim"]["batch_size"])
+    raw["optim"]["max_epochs"] = (
+        100000 if args.minutes else max(1, math.ceil(args.steps / steps_per_epoch))
+    )
     if finetune is not None:
         raw["finetune"] = {"from": args.base, "head": "pbe", **finetune}
         raw["optim"]["lr"] = args.finetune_lr
     return raw
+
+
+def test_file(molecule: str, args) -> Path:
+    """rMD17's test file, or ``--test-frames`` evenly spaced frames of it (same keys)."""
+    import numpy as np
+
+    full = RMD17 / f"rmd17_{molecule}_test_01.npz"
+    if args.test_frames is None:
+        return full
+    out = args.out / f"rmd17_{molecule}_test_01_every{args.test_frames}.npz"
+    if not out.is_file():
+        data = dict(np.load(full))
+        count = len(data["energies"])
+        pick = np.linspace(0, count - 1, min(args.test_frames, count)).round().astype(int)
+        np.savez(out, **{k: v[pick] if v.shape[:1] == (count,) else v for k, v in data.items()})
+    return out
 
 
 def run(raw: dict, label: str) -> dict:
@@ -60,9 +80,11 @@ def run(raw: dict, label: str) -> dict:
     start = time.perf_counter()
     result = train(load_config(raw), verbose=False).results
     t = result["test"]
+    steps = result["epochs"] * math.ceil(raw["data"]["train_count"] / raw["optim"]["batch_size"])
+    result["steps"] = steps
     print(
         f"{label:<40} test E {1e3 * t['energy_mae']:7.2f} meV  F {1e3 * t['forces_mae']:7.2f} "
-        f"meV/Å  ({result['epochs']} epochs, {time.perf_counter() - start:.0f} s)",
+        f"meV/Å  ({result['epochs']} epochs, {steps} steps, {time.perf_counter() - start:.0f} s)",
         flush=True,
     )
     return result
@@ -86,17 +108,24 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=600, help="optimiser steps per point")
     parser.add_argument("--minutes", type=float, default=None, help="or minutes per point")
     parser.add_argument("--finetune-lr", type=float, default=0.005)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
+    parser.add_argument("--modes", nargs="+", default=["scratch", "finetune"])
+    parser.add_argument(
+        "--test-frames", type=int, default=None, help="evenly spaced test frames (default all)"
+    )
     parser.add_argument("--base", default="organic-gfn2")
     parser.add_argument("--parts", nargs="+", default=["curves", "forgetting", "distil"])
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out" / "transfer")
     args = parser.parse_args()
-    os.environ.setdefault("OMP_NUM_THREADS", "2")
+    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     args.out.mkdir(parents=True, exist_ok=True)
     print(f"uptime: {os.popen('uptime').read().strip()}", flush=True)
     results_path = args.out / "results.json"
     results = json.loads(results_path.read_text()) if results_path.is_file() else {}
     budget = f"{args.minutes} min" if args.minutes else f"{args.steps} steps"
     results["budget"] = budget
+    results["test_frames"] = args.test_frames or "all (1000)"
+    results["threads"] = args.threads
 
     def save():
         results_path.write_text(json.dumps(results, indent=1))
@@ -105,7 +134,7 @@ def main() -> None:
         curves = results.setdefault("curves", {})
         for molecule in args.molecules:
             for n in args.sizes:
-                for mode in ("scratch", "finetune"):
+                for mode in args.modes:
                     key = f"{molecule}/{mode}/{n}"
                     out = args.out / budget.replace(" ", "") / molecule / f"{mode}-{n}"
                     ft = {} if mode == "finetune" else None

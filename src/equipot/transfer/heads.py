@@ -55,6 +55,18 @@ def head_metadata(default: str, others: dict[str, EnergyModel]) -> tuple[dict, d
     return {"head_name": default, "heads": json.dumps(configs)}, tensors
 
 
+def stored_heads(path: str | Path) -> tuple[str | None, dict[str, EnergyModel]]:
+    """The default head's name (None for a plain single-head file) and every other head of a
+    model file, loaded: what :func:`~equipot.model.io.save_model` needs to re-save it whole."""
+    from equipot.model.io import load_model, read_model_metadata
+
+    metadata = read_model_metadata(path)
+    if "head_name" not in metadata and "heads" not in metadata:
+        return None, {}
+    names = head_names(metadata)
+    return names[0], {name: load_model(path, head=name) for name in names[1:]}
+
+
 def select_head(
     path: Path, metadata: dict, state: dict[str, Tensor], head: str | None
 ) -> tuple[ModelConfig, dict[str, Tensor]]:

@@ -98,12 +98,10 @@ def attach_after_training(
 ) -> dict:
     """Fit on the training split, calibrate on the validation split, save into the file."""
     from equipot.model.io import load_model
-    from equipot.transfer.heads import head_names
+    from equipot.transfer.heads import stored_heads
 
-    metadata = read_model_metadata(model_path)
-    extra = json.loads(metadata.get("extra", "{}"))
-    default, *others = head_names(metadata)  # multi-head files keep their other heads
-    heads = {name: load_model(model_path, head=name) for name in others}
+    extra = json.loads(read_model_metadata(model_path).get("extra", "{}"))
+    head_name, heads = stored_heads(model_path)  # a multi-head file keeps its other heads
     model = fit_model(load_model(model_path), train, options, force_frames=settings.force_frames)
     report: dict = {"skipped": f"validation split of {len(valid)} frames: not calibrated"}
     if len(valid) >= 4:
@@ -113,10 +111,7 @@ def attach_after_training(
             )
         except ValueError as exc:  # too few frames for a ball: keep the uncalibrated fit
             report = {"skipped": str(exc)}
-    if heads:
-        model.save(model_path, extra=extra, heads=heads, head_name=default)
-    else:
-        model.save(model_path, extra=extra)
+    model.save(model_path, extra=extra, heads=heads, head_name=head_name)
     return report
 
 
@@ -179,6 +174,9 @@ def calibrate_file(
     if committee:
         save_committee(members, out, uq)
     else:
+        from equipot.transfer.heads import stored_heads
+
         members[0].uncertainty = uq
-        members[0].save(out, extra=extra)
+        head_name, heads = stored_heads(model_path)
+        members[0].save(out, extra=extra, heads=heads, head_name=head_name)
     return out, report
