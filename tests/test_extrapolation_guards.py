@@ -16,6 +16,7 @@ from ase.io import write
 import equipot
 from equipot.calculator import atoms_to_graph, frozen_copy
 from equipot.data import DataSource, GraphDataset, compute_statistics, open_cache
+from equipot.lammps.export import export_model
 from equipot.model.config import Repulsion
 from equipot.model.inference import pack_engine
 from equipot.model.second_order import second_order_available
@@ -115,6 +116,10 @@ def test_training_default_switch_comes_from_the_data():
     assert ModelOptions(repulsion=None).architecture(["H"])["repulsion"] is None
     with pytest.raises(ValueError):
         RepulsionOptions(switch="nearest")
+    # fine-tuning keeps a base model's term: options that resolve to it, whatever the new data
+    for base in (rep, Repulsion(inner=0.5, outer=0.75), None):
+        kept = RepulsionOptions.of(base)
+        assert (None if kept is None else kept.resolve(["H", "C", "O"], {"C-H": 0.7})) == base
 
 
 def test_ch_pair_just_below_the_data_is_repelled_with_the_data_switch():
@@ -218,14 +223,17 @@ def test_saturation_keeps_isolated_atoms_forces_and_equivariance_exact():
     np.testing.assert_allclose(out_r["forces"], out["forces"] @ R.T, atol=1e-9)
 
 
-def test_saturation_takes_the_pytorch_path_and_the_engine_refuses_it():
+def test_saturation_takes_the_pytorch_path_and_the_engine_refuses_it(tmp_path):
     model = small_model(seed=2, shift=0.0, saturation=1.5)
     fast = frozen_copy(model, torch.float64, "cpu")
     graph = atoms_to_graph(random_cluster(6, seed=1), model.config.r_max, torch.float64)
     assert fast.inference_pass(graph) is None  # the calculator falls back to autograd
     assert not second_order_available(fast, torch.float64)  # so does the fused training step
     with pytest.raises(ValueError, match="saturation"):
-        pack_engine(fast, torch.float64)  # the LAMMPS plugin and any packed engine
+        pack_engine(fast, torch.float64)  # any packed engine
+    with pytest.raises(ValueError, match=r"LAMMPS plugin.*saturation"):
+        export_model(model, tmp_path / "bounded.eqp")
+    assert not (tmp_path / "bounded.eqp").exists()
 
 
 def test_saturation_option_needs_a_physical_binding_energy():

@@ -95,6 +95,20 @@ class RepulsionOptions(_Section):
         "covalent": (0.5, 0.75),
     }
 
+    @classmethod
+    def of(cls, repulsion: Repulsion | None) -> RepulsionOptions | None:
+        """The options that resolve to a model's ``repulsion`` (fine-tuning keeps it)."""
+        if repulsion is None:
+            return None
+        switch = "covalent" if repulsion.radii is None else "data"
+        return cls(
+            kind=repulsion.kind,
+            switch=switch,
+            inner=repulsion.inner,
+            outer=repulsion.outer,
+            radii=repulsion.radii,
+        )
+
     def resolve(self, elements: list[str], shortest: dict[str, float] | None = None) -> Repulsion:
         """The model's :class:`Repulsion`; ``shortest`` ("A-B": Å, the training statistics)
         is needed for ``switch: data`` unless ``radii`` are given (without it, e.g. to
@@ -131,9 +145,7 @@ class ModelOptions(_Section):
     readout_hidden: int = 16
     parity: bool = True
     long_range: LongRangeConfig | None = None  # electrostatics (equipot.model.long_range)
-    repulsion: RepulsionOptions | Repulsion | None = Field(  # null: no ZBL term
-        default_factory=RepulsionOptions, union_mode="left_to_right"
-    )  # a Repulsion: the base model's, when fine-tuning
+    repulsion: RepulsionOptions | None = Field(default_factory=RepulsionOptions)  # null: none
     heads: dict[str, dict | str | None] = Field(
         default_factory=dict, description="tensor heads (equipot.model.heads.config)"
     )
@@ -170,9 +182,7 @@ class ModelOptions(_Section):
         stats = {"elements", "e0", "scale", "shift", "avg_num_neighbors", "saturation"}
         out = self.model_dump(exclude=stats | {"repulsion"})
         rep = self.repulsion
-        if isinstance(rep, RepulsionOptions):
-            rep = rep.resolve(elements or self.elements or [], shortest)
-        out["repulsion"] = rep
+        out["repulsion"] = None if rep is None else rep.resolve(elements or [], shortest)
         return out
 
 
