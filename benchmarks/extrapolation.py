@@ -3,6 +3,14 @@ frames for the same wall-clock time, tested far outside them.
 
     python benchmarks/extrapolation.py --budget-min 8            # every system
     python benchmarks/extrapolation.py --systems methyl_acetate --budget-min 4
+    python benchmarks/extrapolation.py --systems methyl_acetate --models equipot \
+        --equipot-set model.saturation=2 --equipot-set optim.max_time_min=null \
+        --equipot-set optim.max_epochs=115     # equipot only, a fixed epoch budget
+
+``--models equipot`` skips MACE (probe, training, evaluation); ``--equipot-set KEY=VALUE``
+changes equipot's recipe (dotted key, YAML value) — with ``optim.max_time_min=null`` the
+budget is ``optim.max_epochs`` instead of wall-clock time (for comparisons on a machine whose
+load one does not control).
 
 Data: ``extrapolation_data.py`` (GFN2-xTB for three flexible molecules — train on 300 K MD,
 test on 300 / 600 / 1200 K MD, a relaxed 360° torsion scan, bond stretching to dissociation,
@@ -80,6 +88,8 @@ def equipot_config(system: str, folder: Path, run: Path, budget_min: float, e0: 
     recipe["output"] = {"dir": str(run), "progress": False, "plot": False}
     # energies and forces only: the uncertainty fit after training (issue 13) is not measured
     recipe["uncertainty"] = {"fit": False}
+    for key, value in OVERRIDES:
+        override(recipe, key, value)
     return recipe
 
 
@@ -106,7 +116,21 @@ def mace_args(
 
 
 # set once by main() from the command line
-LAUNCH: dict = {"prefix": [], "pin": True, "serial": False}
+LAUNCH: dict = {"prefix": [], "pin": True, "serial": False, "models": ("equipot", "mace")}
+# ``--equipot-set model.repulsion.outer=1.0`` ...: (dotted key, YAML value) into equipot's recipe
+OVERRIDES: list[tuple[str, object]] = []
+
+
+def override(recipe: dict, key: str, value) -> None:
+    """Set ``recipe[a][b]... = value`` for the dotted key ``a.b...`` (missing levels created;
+    a ``null`` level, e.g. ``model.repulsion``, becomes a mapping)."""
+    *path, last = key.split(".")
+    node = recipe
+    for part in path:
+        if not isinstance(node.get(part), dict):
+            node[part] = {}
+        node = node[part]
+    node[last] = value
 
 
 def launched(cmd: list, core: int) -> list:
@@ -162,10 +186,11 @@ def train_both(system: str, folder: Path, root: Path, budget_min: float) -> dict
     meta = json.loads((folder / "meta.json").read_text())
     e0 = meta["e0"]
     root.mkdir(parents=True, exist_ok=True)
-    spe = mace_seconds_per_epoch(folder, e0, root, core=1)
+    mace_too = "mace" in LAUNCH["models"]
+    spe = mace_seconds_per_epoch(folder, e0, root, core=1) if mace_too else float("nan")
     # 5 % margin: MACE's schedule (SWA included) should end inside the budget even if the run
     # beside it slows it a little; a run still going at the budget is cut and evaluated as is
-    epochs = max(2, int(0.95 * budget_min * 60 / spe))
+    epochs = max(2, int(0.95 * budget_min * 60 / spe)) if mace_too else 0
     swa = max(1, round(0.75 * epochs))
     config = equipot_config(system, folder, root / "equipot", budget_min, e0)
     config_path = root / "equipot.yaml"
@@ -188,16 +213,21 @@ def train_both(system: str, folder: Path, root: Path, budget_min: float) -> dict
     )
     if LAUNCH["serial"]:  # one core: equipot's run first, then MACE's, on the same core
         eq.wait()
-    mace_log = root / "mace.out"
-    mace = start_mace(folder, e0, epochs, swa, work, 1, mace_log)
-    finished = _supervise(mace, work / "logs" / "MACE_run-1.log", 0, budget_min * 60, mace_log)
-    rows = parse_log(work, 1)
-    if not finished:
-        finish_stopped_mace(folder, e0, work, 1, mace_log, rows[-1]["epoch"] if rows else 1, swa)
+    finished, rows = False, []
+    if mace_too:
+        mace_log = root / "mace.out"
+        mace = start_mace(folder, e0, epochs, swa, work, 1, mace_log)
+        finished = _supervise(mace, work / "logs" / "MACE_run-1.log", 0, budget_min * 60, mace_log)
+        rows = parse_log(work, 1)
+        if not finished:
+            done = rows[-1]["epoch"] if rows else 1
+            finish_stopped_mace(folder, e0, work, 1, mace_log, done, swa)
     eq.wait()
     if eq.returncode:
         raise RuntimeError(f"equipot training failed; see {root / 'equipot.out'}")
     return {
+        "models": list(LAUNCH["models"]),
+        "equipot_overrides": {k: v for k, v in OVERRIDES},
         "mace_seconds_per_epoch_probe": spe,
         "mace_epochs_planned": epochs,
         "mace_swa_start": swa,
@@ -216,6 +246,8 @@ def evaluate_both(folder: Path, root: Path) -> dict:
         TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD="1",
     )
     outputs = {"equipot": root / "equipot_eval.json", "mace": root / "mace_eval.json"}
+    if "mace" not in LAUNCH["models"]:
+        outputs.pop("mace")
     commands = {
         "equipot": [
             sys.executable,
@@ -227,11 +259,12 @@ def evaluate_both(folder: Path, root: Path) -> dict:
         "mace": [
             str(MACE_BIN / "python"),
             str(MACE_EVAL),
-            str(mace_model(root / "mace")),
+            str(mace_model(root / "mace")) if "mace" in outputs else "",
             str(folder),
-            str(outputs["mace"]),
+            str(outputs.get("mace", "")),
         ],
     }
+    commands = {code: cmd for code, cmd in commands.items() if code in outputs}
     procs = {}
     for core, (code, cmd) in enumerate(commands.items()):
         procs[code] = subprocess.Popen(launched(cmd, 0 if LAUNCH["serial"] else core), env=env)
@@ -354,40 +387,52 @@ def plot_system(path: Path, system: str, folder: Path, predictions: dict) -> Non
     plt.close(fig)
 
 
+NAMES = {"equipot": "equipot", "mace": "MACE"}
+
+
 def markdown(results: dict) -> str:
+    """Both tables for the codes that were run (equipot and/or MACE)."""
+    codes = [
+        c for c in NAMES if any(c in r for res in results.values() for r in res["errors"].values())
+    ]
+    names = [NAMES[c] for c in codes]
     lines = [
-        "| system | test | equipot E MAE | MACE E MAE | equipot F MAE | MACE F MAE |",
-        "|---|---|---:|---:|---:|---:|",
+        "| system | test | "
+        + " | ".join(f"{n} E MAE" for n in names)
+        + " | "
+        + " | ".join(f"{n} F MAE" for n in names)
+        + " |",
+        "|---|---|" + "---:|" * (2 * len(codes)),
     ]
     for system, res in results.items():
         unit = "meV/atom" if system == "copper" else "meV"
         for test, row in res["errors"].items():
             if "relative_mae_meV" in row.get("equipot", {}):
                 continue  # scans: second table
-            a, b = row["equipot"], row["mace"]
-            lines.append(
-                f"| {system} | {test} | {a['energy_mae_meV']:.1f} {unit} | "
-                f"{b['energy_mae_meV']:.1f} {unit} | {a['forces_mae_meV_A']:.1f} | "
-                f"{b['forces_mae_meV_A']:.1f} |"
-            )
+            e = " | ".join(f"{row[c]['energy_mae_meV']:.1f} {unit}" for c in codes)
+            f = " | ".join(f"{row[c]['forces_mae_meV_A']:.1f}" for c in codes)
+            lines.append(f"| {system} | {test} | {e} | {f} |")
     lines += [
         "",
-        "| system | scan | equipot rel. E MAE (meV) | MACE rel. E MAE (meV) | equipot spurious "
-        "min. (eV) | MACE spurious min. (eV) | barrier/top xTB; equipot; MACE (eV) "
-        "| shape right: equipot / MACE |",
-        "|---|---|---:|---:|---:|---:|---|---|",
+        "| system | scan | "
+        + " | ".join(f"{n} rel. E MAE (meV)" for n in names)
+        + " | "
+        + " | ".join(f"{n} spurious min. (eV)" for n in names)
+        + f" | barrier/top xTB; {'; '.join(names)} (eV) | shape right: {' / '.join(names)} |",
+        "|---|---|" + "---:|" * (2 * len(codes)) + "---|---|",
     ]
     for system, res in results.items():
         for test, row in res["errors"].items():
             if "relative_mae_meV" not in row.get("equipot", {}):
                 continue
-            a, b = row["equipot"], row["mace"]
-            lines.append(
-                f"| {system} | {test} | {a['relative_mae_meV']:.0f} | {b['relative_mae_meV']:.0f} "
-                f"| {a['spurious_minimum_eV']:.3f} | {b['spurious_minimum_eV']:.3f} "
-                f"| {a['reference_max_eV']:.3f}; {a['model_max_eV']:.3f}; {b['model_max_eV']:.3f} "
-                f"| {'yes' if a['shape_right'] else 'NO'} / {'yes' if b['shape_right'] else 'NO'} |"
+            rel = " | ".join(f"{row[c]['relative_mae_meV']:.0f}" for c in codes)
+            hole = " | ".join(f"{row[c]['spurious_minimum_eV']:.3f}" for c in codes)
+            tops = "; ".join(
+                [f"{row[codes[0]]['reference_max_eV']:.3f}"]
+                + [f"{row[c]['model_max_eV']:.3f}" for c in codes]
             )
+            shape = " / ".join("yes" if row[c]["shape_right"] else "NO" for c in codes)
+            lines.append(f"| {system} | {test} | {rel} | {hole} | {tops} | {shape} |")
     return "\n".join(lines)
 
 
@@ -408,8 +453,32 @@ def main(argv=None) -> int:
         action="store_true",
         help="one core: each code trains (and is evaluated) after the other, same budget",
     )
+    p.add_argument(
+        "--models",
+        nargs="+",
+        choices=["equipot", "mace"],
+        default=["equipot", "mace"],
+        help="codes to train and evaluate (default both; MACE needs its own venv)",
+    )
+    p.add_argument(
+        "--equipot-set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override equipot's recipe, e.g. model.repulsion.outer=1.0 (value read as YAML)",
+    )
     args = p.parse_args(argv)
-    LAUNCH.update(prefix=shlex.split(args.launcher), pin=not args.no_pin, serial=args.serial)
+    LAUNCH.update(
+        prefix=shlex.split(args.launcher),
+        pin=not args.no_pin,
+        serial=args.serial,
+        models=tuple(args.models),
+    )
+    for item in args.equipot_set:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            p.error(f"--equipot-set wants KEY=VALUE, got {item!r}")
+        OVERRIDES.append((key, yaml.safe_load(value)))
     results_path = args.out / "results.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
     for system in args.systems:

@@ -12,6 +12,12 @@ The model's atomic energy is ``E_i = E0[z_i] + scale·Σ_t y_i^(t) + Σ_terms`` 
   linear in the smooth coordination ρ_i; such a term extrapolates without bound where atoms
   gain neighbours (docs: ModelConfig). ``mean_coordination`` (mean ρ_i) is still reported.
 * ``scale``: RMS of the force components (RMS of per-atom energy residuals without forces).
+* ``binding_per_atom``: mean (E − Σ E0)/N of the frames that are not isolated atoms (with
+  isolated-atom or given E0: minus the mean atomisation energy per atom); it sets the width
+  of ``model.saturation``.
+* ``shortest``: the shortest distance (Å) of each element pair within r_max, keyed
+  ``"A-B"`` (elements in model order): where the data end, the ZBL switch begins
+  (:func:`equipot.model.terms.zbl.switch_radii`).
 """
 
 from __future__ import annotations
@@ -38,6 +44,8 @@ class Statistics:
     avg_num_neighbors: float
     mean_coordination: float  # mean ρ_i over training atoms
     e0_source: dict[str, str] = field(default_factory=dict)  # isolated / least-squares / given
+    shortest: dict[str, float] = field(default_factory=dict)  # "A-B": Å (pairs within r_max)
+    binding_per_atom: float = 0.0  # mean (E − Σ E0)/N over frames with neighbours, eV
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -63,6 +71,8 @@ def compute_statistics(
     counts, energies, isolated = [], [], []
     n_atoms = n_neighbors = 0
     u_sum = f2_sum = n_force = 0.0
+    n_el = len(zs)
+    shortest = np.full(n_el * n_el, np.inf)
     for start in _starts(dataset):
         check_dataset_elements(dataset.subset(_chunk_range(dataset, start)), elements)
         batch = dataset.batch(np.arange(start, min(start + _CHUNK, len(dataset))))
@@ -72,6 +82,13 @@ def compute_statistics(
         n_atoms += g.num_atoms
         n_neighbors += int(inside.sum())
         u_sum += float(envelope(lengths[inside]).sum())
+        col = torch.as_tensor(column)[g.atomic_numbers]
+        a, b = col[g.edge_index[0]], col[g.edge_index[1]]
+        pair = (torch.minimum(a, b) * n_el + torch.maximum(a, b))[inside]
+        if pair.numel():
+            low = torch.full((n_el * n_el,), np.inf, dtype=lengths.dtype)
+            low = low.scatter_reduce(0, pair, lengths[inside], "amin")
+            shortest = np.minimum(shortest, low.double().numpy())
         m = batch.atom_has_forces
         f2_sum += float(batch.forces[m].square().sum())
         n_force += 3 * int(m.sum())
@@ -84,6 +101,8 @@ def compute_statistics(
     counts, energies, isolated = map(np.concatenate, (counts, energies, isolated))
     e0_values, sources = _fit_e0(elements, counts, energies, isolated, e0 or {})
     residual = energies - counts @ e0_values
+    bound = ~isolated
+    binding = float((residual[bound] / counts[bound].sum(1)).mean()) if bound.any() else 0.0
     avg_num_neighbors = max(n_neighbors / n_atoms, 1e-3)
     mean_rho = u_sum / avg_num_neighbors / n_atoms
     if n_force:
@@ -98,6 +117,11 @@ def compute_statistics(
         avg_num_neighbors=float(avg_num_neighbors),
         mean_coordination=float(mean_rho),
         e0_source=sources,
+        binding_per_atom=binding,
+        shortest={
+            f"{elements[k // n_el]}-{elements[k % n_el]}": float(shortest[k])
+            for k in np.flatnonzero(np.isfinite(shortest))
+        },
     )
 
 

@@ -52,6 +52,11 @@ def check_exportable(model: EnergyModel, host: str = "the LAMMPS plugin") -> Non
             f"{host} does not evaluate long-range electrostatics (model.long_range); "
             "export a short-range model"
         )
+    if model.config.saturation is not None:
+        raise ValueError(
+            "the LAMMPS plugin evaluates the unbounded network: this model bounds it "
+            f"(model.saturation = {model.config.saturation} eV); export a model without it"
+        )
 
 
 def _extra(path: str | Path) -> dict | None:

@@ -17,20 +17,33 @@ MODEL_SCHEMA_VERSION = 2
 
 class Repulsion(BaseModel):
     """Screened nuclear repulsion between close atoms (the ZBL universal potential), switched
-    off smoothly between ``inner`` and ``outer`` × (R_cov,i + R_cov,j) (covalent radii), i.e.
-    below the distances of chemical bonds: it only acts where atoms are pushed together far
-    beyond anything a training set of stable structures contains (see model/terms/zbl.py)."""
+    off smoothly between ``inner`` and ``outer`` × (R_i + R_j), with R the covalent radii or,
+    where ``radii`` are given, those per-element switch radii (Å): it acts only where atoms are
+    closer than anything the training set contains (see model/terms/zbl.py).
+
+    Training (``equipot train``) sets ``radii`` from the shortest distance of each element pair
+    in the training data (``model.repulsion.switch: data``, the default), so that the wall
+    starts where the data end; without ``radii`` the switch is the fixed covalent fraction
+    (0.5–0.75 × covalent sum by default, the schema-2 behaviour)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     kind: Literal["zbl"] = "zbl"
-    inner: float = Field(0.5, gt=0.0, description="full repulsion below, × covalent sum")
-    outer: float = Field(0.75, gt=0.0, description="no repulsion beyond, × covalent sum")
+    inner: float = Field(0.5, gt=0.0, description="full repulsion below, × (R_i + R_j)")
+    outer: float = Field(0.75, gt=0.0, description="no repulsion beyond, × (R_i + R_j)")
+    radii: dict[str, float] | None = Field(
+        None,
+        description="per-element switch radii R (Å) instead of the covalent radii (elements "
+        "left out, e.g. added by fine-tuning, keep their covalent radius)",
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> Repulsion:
         if self.inner >= self.outer:
             raise ValueError(f"repulsion inner={self.inner} must be below outer={self.outer}")
+        bad = {e: r for e, r in (self.radii or {}).items() if not r > 0.0}
+        if bad:
+            raise ValueError(f"repulsion radii must be positive, got {bad}")
         return self
 
 
@@ -39,9 +52,12 @@ class ModelConfig(BaseModel):
 
     The atomic energy is ``E_i = E0[z_i] + scale · Σ_t y_i^(t) + Σ_terms E_i^term`` with
     y^(t) the readout of layer t; the terms (``model/terms/``: the ZBL ``repulsion``, ...) are
-    fixed physical contributions. Every part vanishes for an isolated atom, whose energy is
-    therefore exactly its E0; with E0 from isolated-atom references, atoms pulled apart go
-    smoothly (C², through the cutoff envelope) to Σ E0.
+    fixed physical contributions. With ``saturation`` = c the network part ε_i = scale · Σ_t
+    y_i^(t) enters as c·tanh(ε_i/c) (:func:`equipot.model.saturation.saturate`): no atom's
+    many-body energy leaves [−c, c], however far a structure is from the data. Every part
+    vanishes for an isolated atom, whose energy is therefore exactly its E0; with E0 from
+    isolated-atom references, atoms pulled apart go smoothly (C², through the cutoff
+    envelope) to Σ E0.
 
     ``shift`` is the coefficient of a smooth coordination ``ρ_i = Σ_j u(r_ij) /
     avg_num_neighbors`` (u: the cutoff envelope) added to E_i by models of schema 1. It is 0 by
@@ -72,6 +88,11 @@ class ModelConfig(BaseModel):
     scale: float = 1.0
     shift: float = 0.0
     repulsion: Repulsion | None = Field(default_factory=Repulsion)
+    saturation: float | None = Field(
+        None,
+        gt=0.0,
+        description="bound c (eV) of each atom's network energy: ε → c·tanh(ε/c); None: off",
+    )
     heads: dict[str, HeadConfig] = Field(
         default_factory=dict, description="tensor output heads (equipot.model.heads)"
     )

@@ -22,6 +22,7 @@ from equipot.model.heads.features import BackboneFeatures
 from equipot.model.inference import EngineSlot, engine_for
 from equipot.model.layers import InteractionLayer
 from equipot.model.long_range import LongRange
+from equipot.model.saturation import saturate
 from equipot.model.terms import TermInputs, build_terms
 from equipot.nn.constants import Constants, is_frozen
 from equipot.nn.edge_features import EdgeFeatures
@@ -165,6 +166,7 @@ class EnergyModel(nn.Module):
         if not (
             self.fused_inference
             and self.long_range is None
+            and self.config.saturation is None  # the engine evaluates the unbounded network
             and positions.device.type == "cpu"
             and positions.dtype == self.dtype
             and positions.dtype in (torch.float32, torch.float64)
@@ -198,7 +200,8 @@ class EnergyModel(nn.Module):
 
     def readout_weights(self) -> Tensor:
         """θ (D,): the last readout matrix of every layer, side by side. With the features φ̃
-        of :meth:`forward`, ``E_i = E0[z_i] + shift·ρ_i + E_i^terms + φ̃_i·θ`` exactly."""
+        of :meth:`forward`, ``E_i = E0[z_i] + shift·ρ_i + E_i^terms + φ̃_i·θ`` exactly (not
+        affine in θ with ``config.saturation``: there ``E_i`` has c·tanh(φ̃_i·θ/c))."""
         return torch.cat([layer.node.readout[-1][:, 0] for layer in self.layers])
 
     def _engine_feature_factors(self, like: Tensor) -> Tensor:
@@ -258,7 +261,7 @@ class EnergyModel(nn.Module):
         coordination = envelope.sum(1) * inv_avg
         atomic = (
             self.constants.get("e0", h)[species.index]
-            + c.scale * interaction
+            + saturate(c.scale * interaction, c.saturation)
             + c.shift * coordination
         )
         inputs = TermInputs(graph, index, edge_list)

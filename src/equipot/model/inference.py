@@ -202,6 +202,12 @@ def pack_engine(model: EnergyModel, dtype: torch.dtype) -> dict[str, Tensor]:
     terms itself, the LAMMPS plugin from these tensors.
     """
     c = model.config
+    if c.saturation is not None:
+        raise ValueError(
+            f"this model bounds its network energy (model.saturation = {c.saturation} eV), "
+            "which the C++ engine (calculator fast path, LAMMPS plugin) does not implement: "
+            "use it from Python (EquipotCalculator takes the PyTorch path by itself)"
+        )
     nodes = model.inference_radial_table
     if nodes != 0 and nodes < 16:
         raise ValueError(f"inference_radial_table must be 0 (no table) or ≥ 16 nodes, got {nodes}")

@@ -116,6 +116,7 @@ def second_order_available(model: EnergyModel, dtype: torch.dtype) -> bool:
     long-range term (its charges and Coulomb sums run in PyTorch)."""
     return (
         model.long_range is None
+        and model.config.saturation is None  # the engine's network is unbounded: autograd
         and model.embedding.device.type == "cpu"
         and model.dtype == dtype
         and dtype in (torch.float32, torch.float64)

@@ -7,7 +7,7 @@ Every section forbids unknown keys, so a typo (``learning_rat``) is an error nam
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import yaml
 from pydantic import (
@@ -69,6 +69,62 @@ class DataConfig(_Section):
         return self
 
 
+class RepulsionOptions(_Section):
+    """The ZBL term of a model to be trained (``model.repulsion``; ``null``: no term).
+
+    ``switch: data`` (default): per-element switch radii R with R_a + R_b ≤ the shortest
+    distance d_ab of each element pair in the training set
+    (:func:`~equipot.model.terms.zbl.switch_radii`; equal to d_ab for the bonded pairs where
+    per-element radii allow it), full repulsion below ``inner`` = 0.85 and none beyond
+    ``outer`` = 0.93 × (R_a + R_b): for C–H with 300 K data (d = 0.99 Å) the wall rises
+    between 0.92 and 0.84 Å. It is zero on every training frame and on MD at four times the
+    training temperature (1200 K reached 0.94·d for C–H in the issue-10 benchmark), and it
+    closes the gap below the data where a network alone fell into a spurious minimum.
+    ``switch: covalent``: the fixed covalent-radius window (0.5–0.75 × the covalent sum unless
+    ``inner`` / ``outer`` say otherwise; the schema-2 default before). ``radii`` (Å) fixes the
+    radii by hand (elements left out keep their covalent radius)."""
+
+    kind: Literal["zbl"] = "zbl"
+    switch: Literal["data", "covalent"] = "data"
+    inner: float | None = Field(None, gt=0.0)
+    outer: float | None = Field(None, gt=0.0)
+    radii: dict[str, float] | None = None
+
+    DEFAULTS: ClassVar[dict[str, tuple[float, float]]] = {
+        "data": (0.85, 0.93),
+        "covalent": (0.5, 0.75),
+    }
+
+    @classmethod
+    def of(cls, repulsion: Repulsion | None) -> RepulsionOptions | None:
+        """The options that resolve to a model's ``repulsion`` (fine-tuning keeps it)."""
+        if repulsion is None:
+            return None
+        switch = "covalent" if repulsion.radii is None else "data"
+        return cls(
+            kind=repulsion.kind,
+            switch=switch,
+            inner=repulsion.inner,
+            outer=repulsion.outer,
+            radii=repulsion.radii,
+        )
+
+    def resolve(self, elements: list[str], shortest: dict[str, float] | None = None) -> Repulsion:
+        """The model's :class:`Repulsion`; ``shortest`` ("A-B": Å, the training statistics)
+        is needed for ``switch: data`` unless ``radii`` are given (without it, e.g. to
+        validate the architecture before the data are read, the covalent radii stand in)."""
+        from equipot.model.terms.zbl import switch_radii
+
+        inner, outer = self.DEFAULTS[self.switch]
+        inner = self.inner if self.inner is not None else inner
+        outer = self.outer if self.outer is not None else outer
+        radii = self.radii
+        if radii is None and self.switch == "data" and shortest is not None:
+            pairs = {tuple(key.split("-", 1)): d for key, d in shortest.items()}
+            radii = switch_radii(pairs, elements)  # R_a + R_b ≤ shortest d_ab
+        return Repulsion(kind=self.kind, inner=inner, outer=outer, radii=radii)
+
+
 class ModelOptions(_Section):
     """Architecture (any :class:`ModelConfig` field) and statistics overrides.
 
@@ -89,18 +145,45 @@ class ModelOptions(_Section):
     readout_hidden: int = 16
     parity: bool = True
     long_range: LongRangeConfig | None = None  # electrostatics (equipot.model.long_range)
-    repulsion: Repulsion | None = Field(default_factory=Repulsion)  # null: no ZBL term
+    repulsion: RepulsionOptions | None = Field(default_factory=RepulsionOptions)  # null: none
     heads: dict[str, dict | str | None] = Field(
         default_factory=dict, description="tensor heads (equipot.model.heads.config)"
     )
+    # bound each atom's network energy at ± saturation × |mean binding energy per atom| of the
+    # training set (equipot.model.saturation); null: unbounded (default)
+    saturation: float | None = Field(None, gt=0.0)
     e0: dict[str, float] | None = None
     scale: float | None = None
     shift: float | None = None
     avg_num_neighbors: float | None = None
 
-    def architecture(self) -> dict:
-        stats = {"elements", "e0", "scale", "shift", "avg_num_neighbors"}
-        return self.model_dump(exclude=stats)
+    def saturation_bound(self, binding_per_atom: float, e0_source: dict[str, str]) -> float | None:
+        """The model's bound c (eV) for these options and the training statistics."""
+        if self.saturation is None:
+            return None
+        fitted = sorted(e for e, source in e0_source.items() if source == "least-squares")
+        if fitted or abs(binding_per_atom) < 0.05:
+            raise ValueError(
+                "model.saturation is a multiple of the mean binding energy per atom, which needs "
+                "E0 of isolated atoms (model.e0 or isolated-atom frames): "
+                + (
+                    f"E0 of {fitted} are least-squares fits"
+                    if fitted
+                    else f"the binding energy is {binding_per_atom:.3f} eV/atom"
+                )
+            )
+        return self.saturation * abs(binding_per_atom)
+
+    def architecture(
+        self, elements: list[str] | None = None, shortest: dict[str, float] | None = None
+    ) -> dict:
+        """ModelConfig fields of these options (the ZBL switch resolved with the training
+        statistics ``shortest`` where given, see :meth:`RepulsionOptions.resolve`)."""
+        stats = {"elements", "e0", "scale", "shift", "avg_num_neighbors", "saturation"}
+        out = self.model_dump(exclude=stats | {"repulsion"})
+        rep = self.repulsion
+        out["repulsion"] = None if rep is None else rep.resolve(elements or [], shortest)
+        return out
 
 
 class LossConfig(_Section):
@@ -219,7 +302,7 @@ class TrainConfig(_Section):
 
     def check_model(self, elements: list[str]) -> ModelConfig:
         """Validate the architecture early (a ModelConfig with placeholder statistics)."""
-        return ModelConfig(elements=elements, **self.model.architecture())
+        return ModelConfig(elements=elements, **self.model.architecture(elements))
 
 
 def parse_override(text: str) -> tuple[list[str], object]:

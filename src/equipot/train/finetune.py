@@ -152,6 +152,7 @@ def resolve_config(config):
     """``config`` with the base model's architecture in ``model:`` (checked for conflicts)."""
     from equipot.model.config import ModelConfig
     from equipot.model.io import read_model_metadata
+    from equipot.train.config import RepulsionOptions
 
     path = _base_path(config)
     base = ModelConfig.model_validate_json(read_model_metadata(path)["config"])
@@ -162,12 +163,13 @@ def resolve_config(config):
         if not hasattr(base, key):
             continue
         value = getattr(base, key)
-        if key in options.model_fields_set and getattr(options, key) != value:
+        mine = architecture[key] if key == "repulsion" else getattr(options, key)
+        if key in options.model_fields_set and mine != value:
             raise ValueError(
-                f"model.{key} = {getattr(options, key)!r} contradicts the base model {path} "
+                f"model.{key} = {mine!r} contradicts the base model {path} "
                 f"({key} = {value!r}); fine-tuning keeps the base architecture"
             )
-        updates[key] = value
+        updates[key] = RepulsionOptions.of(value) if key == "repulsion" else value
     model = options.model_copy(update=updates)
     return config.model_copy(update={"model": model})
 

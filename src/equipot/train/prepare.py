@@ -132,7 +132,8 @@ def prepare(
             scale=stats["scale"],
             shift=stats["shift"],
             avg_num_neighbors=stats["avg_num_neighbors"],
-            **config.model.architecture(),
+            saturation=config.model.saturation_bound(stats["binding_per_atom"], stats["e0_source"]),
+            **config.model.architecture(elements, stats["shortest"]),
         )
         if model_config.heads:
             weights = label_weights(model_config, config.loss.label_weights)

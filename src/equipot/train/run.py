@@ -154,7 +154,10 @@ def _worker(
     uq_report = None
     if comm.is_main:
         trainer.save_model(trainer.averaged_model(), prepared.run_dir / "final.eqp")
-        if config.uncertainty.fit:
+        if config.uncertainty.fit and prepared.model_config.saturation is not None:
+            uq_report = {"skipped": "model.saturation: the last-layer fit needs an affine readout"}
+            print(f"uncertainty fit skipped: {uq_report['skipped']}")
+        elif config.uncertainty.fit:
             uq_report = _fit_uncertainty(trainer, config)
     comm.barrier()
     results = {

@@ -40,6 +40,11 @@ def fit_uncertainty(
 ) -> Uncertainty:
     """Latent Gaussians and the last-layer posterior (λ at its default, τ = 1) of ``model``
     over ``dataset`` (loss weights as in training: they set the force/energy balance of G)."""
+    if getattr(model.config, "saturation", None) is not None:
+        raise ValueError(
+            "the last-layer posterior needs energies affine in the readout weights; "
+            f"model.saturation = {model.config.saturation} eV makes them c·tanh(·/c)"
+        )
     net = frozen_copy(model, torch.float64, "cpu")
     D = int(net.readout_weights().numel())
     moments = FeatureMoments(D)
