@@ -110,12 +110,18 @@ from equipot.model.second_order import engine_runs
 config = load_config(json.loads(sys.argv[1]))
 trainer = Trainer(config, prepare(config, verbose=False), verbose=False)
 epochs = int(sys.argv[2])
+def next_epoch():  # what the trainer's loop does between epochs (here without validation)
+    trainer.state.epoch, trainer.state.batch = trainer.state.epoch + 1, 0
 trainer._train_epoch(False)  # warm-up (kernels loaded, allocator primed)
-times = []
+next_epoch()
+times, steps = [], trainer.state.step
 for _ in range(epochs):
     t0 = time.perf_counter()
     trainer._train_epoch(False)
     times.append(time.perf_counter() - t0)
+    next_epoch()
+per_epoch = len(trainer.epoch_batches(0))
+assert trainer.state.step - steps == epochs * per_epoch, "timed epochs did not run every step"
 t0 = time.perf_counter()
 evaluate_dataset(trainer.averaged_model(), trainer.valid_set, batch_size=10,
                  dtype=trainer.dtype, energy_reference=trainer.reference, loss=trainer.loss)
