@@ -26,6 +26,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+from long_range import read_labelled  # noqa: E402
 from nacl_reference import TosiFumiCalculator  # noqa: E402
 
 ARCHITECTURE = {"r_max": 5.0, "l_max": 2, "channels": 32, "num_layers": 2, "correlation": 3}
@@ -34,22 +35,6 @@ VARIANTS = {
     "latent": {"long_range": {"charges": "latent"}},
     "qeq": {"long_range": {"charges": "qeq"}},
 }
-
-
-def read_labelled(path) -> list:
-    """Frames of an extxyz file with their reference labels in ``info`` / ``arrays``: ASE ≥ 3.29
-    moves ``energy``, ``forces``, ``dipole`` … of the file into a SinglePointCalculator."""
-    from ase.io import read
-
-    frames = read(path, ":")
-    for atoms in frames:
-        results = getattr(atoms.calc, "results", {}) if atoms.calc is not None else {}
-        for key, value in results.items():
-            if key in ("forces", "charges") or np.ndim(value) == 2:
-                atoms.arrays.setdefault(key, np.asarray(value))
-            else:
-                atoms.info.setdefault(key, value)
-    return frames
 
 
 def train_variant(variant: str, data: Path, out: Path, budget_min: float, seed: int) -> Path:
