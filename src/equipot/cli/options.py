@@ -24,3 +24,21 @@ def with_defaults(args: argparse.Namespace, defaults: dict) -> argparse.Namespac
         if getattr(args, dest, None) is None:
             setattr(args, dest, value)
     return args
+
+
+def finite_difference_delta(args: argparse.Namespace, default: float) -> float:
+    """``--delta`` (Å) of a Hessian command: refused unless the Hessian comes from finite
+    differences (``--method finite-difference``, or ``--calculator``), since a model's Hessian
+    is exact; ``default`` when left out."""
+    finite = args.method == "finite-difference" or (args.method == "auto" and args.calculator)
+    reject_unused(
+        args,
+        {
+            "delta": (
+                finite,
+                "finite differences (--method finite-difference, or "
+                "--calculator); a model's Hessian is exact",
+            )
+        },
+    )
+    return with_defaults(args, {"delta": default}).delta

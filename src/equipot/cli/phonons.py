@@ -48,22 +48,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from equipot.cli.options import reject_unused, with_defaults
+    from equipot.cli.options import finite_difference_delta
     from equipot.properties.phonons import compute_phonons
     from equipot.properties.relax import relax
 
-    finite = args.method == "finite-difference" or (args.method == "auto" and args.calculator)
-    reject_unused(
-        args,
-        {
-            "delta": (
-                finite,
-                "finite differences (--method finite-difference, or "
-                "--calculator); a model's Hessian is exact",
-            )
-        },
-    )
-    with_defaults(args, {"delta": 0.01})
+    finite_difference_delta(args, default=0.01)
     source, atoms, out = load_inputs(args)
     if args.relax:
         atoms = relax(atoms, source, fmax=args.relax, cell=True)

@@ -46,22 +46,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from equipot.cli.options import reject_unused, with_defaults
+    from equipot.cli.options import finite_difference_delta
     from equipot.properties.relax import relax
     from equipot.properties.vibrations import harmonic_thermo, vibrational_modes, write_modes
 
-    finite = args.method == "finite-difference" or (args.method == "auto" and args.calculator)
-    reject_unused(
-        args,
-        {
-            "delta": (
-                finite,
-                "finite differences (--method finite-difference, or "
-                "--calculator); a model's Hessian is exact",
-            )
-        },
-    )
-    with_defaults(args, {"delta": 0.005})
+    finite_difference_delta(args, default=0.005)
     source, atoms, out = load_inputs(args)
     if args.relax:
         atoms = relax(atoms, source, fmax=args.relax)
