@@ -195,3 +195,81 @@ def test_calculator_charges_and_dipole(tmp_path):
     crystal.calc = equipot.EquipotCalculator(lr_model)
     assert crystal.get_stress().shape == (6,)
     assert "dipole" not in crystal.calc.results  # not defined for a periodic cell
+
+
+def _with_excess_weights(model, seed: int = 0):
+    """Non-zero learned weights (they start at zero, where they equal the uniform rule)."""
+    generator = torch.Generator().manual_seed(seed)
+    weight = model.long_range.excess_weight
+    with torch.no_grad():
+        weight.copy_(3.0 * torch.randn(weight.shape, generator=generator, dtype=weight.dtype))
+    return model
+
+
+def test_learned_excess_weights_conserve_charge_and_follow_the_weights():
+    """q_i = q̃_i − w_i (Σq̃ − Q)/Σw: the charge is exact, and each atom gives back in
+    proportion to its weight, not an equal share."""
+    model = _with_excess_weights(small_model(seed=3, long_range=VARIANTS["latent-pme"]))
+    graphs = [
+        graph_of(random_cluster(7, seed=1), model),
+        graph_of(random_cluster(5, seed=2), model),
+    ]
+    batch = batch_graphs(graphs).replace(charge=torch.tensor([-1.0, 0.0], dtype=torch.float64))
+    charges = predict(model, batch, stress=False).charges.detach()
+    assert float(charges[:7].sum()) == pytest.approx(-1.0, abs=1e-12)
+    assert float(charges[7:].sum()) == pytest.approx(0.0, abs=1e-12)
+    scalars = model.local_energies(batch)[1].scalars.detach()
+    raw = model.long_range.head_values(scalars).detach()
+    weights = torch.nn.functional.softplus(scalars @ model.long_range.excess_weight.detach())
+    for part in (slice(0, 7), slice(7, 12)):
+        share = (raw[part] - charges[part]) / weights[part]
+        np.testing.assert_allclose(share, share[0].expand_as(share), rtol=1e-10)
+        assert float(weights[part].std() / weights[part].mean()) > 0.05  # not uniform
+
+
+def test_zero_excess_weights_equal_the_uniform_rule():
+    learned = small_model(seed=3, long_range=VARIANTS["latent-pme"])
+    uniform = small_model(seed=3, long_range={**VARIANTS["latent-pme"], "excess_charge": "uniform"})
+    assert uniform.long_range.excess_weight is None
+    atoms = random_cluster(6, seed=4)
+    assert energy(learned, atoms) == pytest.approx(energy(uniform, atoms), abs=1e-12)
+
+
+def test_learned_excess_weights_forces_match_finite_differences():
+    model = _with_excess_weights(small_model(seed=3, long_range=VARIANTS["latent-pme"]), seed=1)
+    atoms = random_cluster(5, seed=7)
+    atoms.info["charge"] = 1.0
+    graph = graph_of(atoms, model).replace(charge=torch.tensor([1.0], dtype=torch.float64))
+    forces = predict(model, graph, stress=False).forces.detach().numpy()
+    h = 1e-5
+    for atom, axis in [(0, 0), (2, 1), (4, 2)]:
+        values = []
+        for sign in (1, -1):
+            moved = atoms.copy()
+            moved.positions[atom, axis] += sign * h
+            g = graph_of(moved, model).replace(charge=graph.charge)
+            values.append(float(model(g).energy[0]))
+        assert forces[atom, axis] == pytest.approx(-(values[0] - values[1]) / (2 * h), abs=1e-7)
+
+
+def test_schema_2_long_range_file_keeps_the_uniform_rule(tmp_path):
+    """A file written before learned weights existed loads with the rule it was trained with."""
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    uniform = small_model(seed=3, long_range={**VARIANTS["latent-pme"], "excess_charge": "uniform"})
+    path = uniform.save(tmp_path / "new.eqp")
+    with safe_open(str(path), framework="pt") as f:
+        metadata = dict(f.metadata())
+        tensors = {key: f.get_tensor(key) for key in f.keys()}
+    config = json.loads(metadata["config"])
+    del config["long_range"]["excess_charge"]
+    config["schema_version"] = 2
+    metadata.update(config=json.dumps(config), schema_version="2")
+    save_file(tensors, str(tmp_path / "old.eqp"), metadata=metadata)
+    old = equipot.load_model(tmp_path / "old.eqp")
+    assert old.config.long_range.excess_charge == "uniform"
+    atoms = random_cluster(6, seed=5)
+    assert energy(old, atoms) == energy(uniform, atoms)

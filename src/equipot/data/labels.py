@@ -89,6 +89,13 @@ def label_value(value, field: LabelField, name: str, num_atoms: int, where: str)
     return array * field.factor(name)
 
 
+# the charges of a long-range model (equipot.model.long_range) and their dipole Σ_i q_i r_i
+LONG_RANGE_LABELS = {
+    "charges": LabelField(per="atom", rank=0),
+    "dipole": LabelField(per="system", rank=1),
+}
+
+
 def labels_for_model(heads: dict, bec_weight: float = 0.0) -> dict[str, LabelField]:
     """The labels a model with these heads (name → HeadConfig) can be trained on."""
     from equipot.model.heads.cartesian import cartesian_basis

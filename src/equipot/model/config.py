@@ -12,7 +12,9 @@ from equipot.model.long_range import LongRangeConfig
 
 # 2: no coordination term by default (shift = 0), ZBL repulsion on by default. Files of
 # schema 1 load with their shift and without repulsion, so they give the same energies.
-MODEL_SCHEMA_VERSION = 2
+# 3: latent charges take the excess charge back by learned weights (long_range.excess_charge);
+# files of schema ≤ 2 keep the uniform correction they were trained with.
+MODEL_SCHEMA_VERSION = 3
 
 
 class Repulsion(BaseModel):
@@ -102,10 +104,16 @@ class ModelConfig(BaseModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _schema_1(cls, data: Any) -> Any:
-        """Files written before schema 2 had no repulsion term: keep their energy function."""
-        if isinstance(data, dict) and int(data.get("schema_version", MODEL_SCHEMA_VERSION)) < 2:
+    def _older_schemas(cls, data: Any) -> Any:
+        """Files of older schemas keep the energy function they were written with."""
+        if not isinstance(data, dict):
+            return data
+        version = int(data.get("schema_version", MODEL_SCHEMA_VERSION))
+        if version < 2:
             data = {"repulsion": None, **data}
+        long_range = data.get("long_range")
+        if version < 3 and isinstance(long_range, dict):
+            data = {**data, "long_range": {"excess_charge": "uniform", **long_range}}
         return data
 
     @field_validator("elements")

@@ -2,9 +2,14 @@
 
 Charges come from the model's final invariant features s_i (the scalars its readout reads):
 
-* ``latent`` (LES-style, Cheng 2025): q̃_i = head(s_i), shifted per system so that
-  Σ_i q_i = Q exactly (q_i = q̃_i + (Q − Σ_j q̃_j)/n), and E_lr = Coulomb energy of Gaussian
-  charges q. Learned from energies and forces alone; no charge labels are needed.
+* ``latent`` (LES-style, Cheng 2025): q̃_i = head(s_i), corrected per system so that
+  Σ_i q_i = Q exactly, and E_lr = Coulomb energy of Gaussian charges q. Learned from energies
+  and forces alone; no charge labels are needed. The excess Σ_j q̃_j − Q is taken back from
+  the atoms in proportion to learned weights w_i = softplus(s_i·a) (``excess_charge:
+  learned``): q_i = q̃_i − w_i (Σ_j q̃_j − Q) / Σ_j w_j. Spreading it uniformly (``uniform``,
+  w_i = 1, the schema-2 behaviour) puts part of an ion's charge on every molecule of the
+  system, so an ion and a distant neutral molecule repel at any separation; learned weights
+  can keep the excess on the ion.
 * ``qeq`` (4G-HDNNP style): electronegativities χ_i = head(s_i) and per-element hardnesses
   J_z > 0 define E_Qeq(q) (:mod:`equipot.electrostatics.qeq`); q minimises it at Σq = Q, so
   charge can flow across the whole system, and E_lr = E_Qeq(q).
@@ -50,6 +55,9 @@ class LongRangeConfig(BaseModel):
     cutoff: float | None = Field(None, gt=0.0, description="real-space cutoff, Å (≤ r_max)")
     order: Literal[4, 6, 8] = 6
     head_hidden: int | None = Field(16, ge=1, description="hidden width (None: linear head)")
+    excess_charge: Literal["learned", "uniform"] = Field(
+        "learned", description="latent charges: how Σq̃ − Q is taken back (module docstring)"
+    )
 
     def coulomb_options(self) -> CoulombOptions:
         return CoulombOptions(
@@ -88,6 +96,11 @@ class LongRange(nn.Module):
             if config.charges == "qeq"
             else None
         )
+        learned = config.charges == "latent" and config.excess_charge == "learned"
+        # zero: w_i = ln 2 for every atom, the uniform correction, at initialisation
+        self.excess_weight = (
+            nn.Parameter(torch.zeros(channels, dtype=torch.float64)) if learned else None
+        )
 
     def head_values(self, scalars: Tensor) -> Tensor:
         """q̃_i (latent) or χ_i (qeq) from the final invariant features (N, C) → (N,)."""
@@ -119,9 +132,7 @@ class LongRange(nn.Module):
                 self.options,
             )
             return LongRangeOutput(atomic_energies=atomic, charges=charges)
-        counts = graph.n_atoms.to(values.dtype)
-        excess = torch.zeros_like(total).index_add(0, graph.batch, values) - total
-        charges = values - (excess / counts)[graph.batch]
+        charges = self.neutralise(graph, scalars, values, total)
         atomic = atomic_coulomb_energies(
             graph.positions,
             charges,
@@ -132,6 +143,16 @@ class LongRange(nn.Module):
             self._pairs(graph),
         )
         return LongRangeOutput(atomic_energies=atomic, charges=charges)
+
+    def neutralise(self, graph: AtomicGraph, scalars: Tensor, values: Tensor, total: Tensor):
+        """q_i = q̃_i − w_i (Σ_j q̃_j − Q_s) / Σ_j w_j over each system s (module docstring)."""
+        excess = torch.zeros_like(total).index_add(0, graph.batch, values) - total
+        if self.excess_weight is None:
+            weights = torch.ones_like(values)
+        else:
+            weights = nn.functional.softplus(scalars @ self.excess_weight.to(scalars.dtype))
+        norm = torch.zeros_like(total).index_add(0, graph.batch, weights)
+        return values - weights * (excess / norm)[graph.batch]
 
     def _pairs(self, graph: AtomicGraph) -> tuple[Tensor, Tensor, Tensor] | None:
         """The model's edges for the real-space part (None: no real-space part)."""

@@ -2,7 +2,8 @@
 
 The loop itself only calls ``step``; every ``log_every`` steps it computes the thermodynamic
 quantities (the only host synchronisation), writes the CSV and refreshes the progress bar
-(ns/day, temperature, energy); every ``write_every`` steps it appends trajectory frames.
+(ns/day, temperature, energy); every ``write_every`` steps it appends trajectory frames;
+every ``RELEASE_EVERY`` steps it hands the heap's free pages back (runtime.py).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from equipot.progress import progress_bar
+from equipot.runtime import release_free_memory
 from equipot.sim import langevin, nose_hoover, npt, nve, pimd
 from equipot.sim.potentials import Potential
 from equipot.sim.state import GPA, SimState
@@ -20,6 +22,7 @@ from equipot.sim.uncertain import Alarm, UncertainPotential
 
 ENSEMBLES = ("nve", "nvt", "npt", "pimd")
 THERMOSTATS = ("langevin", "nose-hoover")
+RELEASE_EVERY = 1000  # steps between malloc_trim calls: < 0.1 % of the time of a step
 
 
 @dataclass
@@ -184,6 +187,8 @@ def run(
                 )
             if writer and (i % write_every == 0 or i == steps or stop):
                 writer.write(frame(state), i, i * dt)
+            if i % RELEASE_EVERY == 0:
+                release_free_memory()  # keeps the resident memory flat (runtime.py)
             bar.update(1)
             if stop:
                 break

@@ -1,7 +1,9 @@
 """Training on tensor labels (dipoles, polarisabilities, Born charges, any head).
 
-* which labels a run reads: one per head (weight ``loss.label_weights[name]``, default 1)
-  and ``bec`` for ∂μ/∂r of a dipole head when the model has no ``bec`` head (default 0);
+* which labels a run reads: one per head (weight ``loss.label_weights[name]``, default 1),
+  ``bec`` for ∂μ/∂r of a dipole head when the model has no ``bec`` head (default 0), and
+  for long-range models ``charges`` (q_i) and ``dipole`` (μ = Σ_i q_i r_i, open systems)
+  of the model's own charges (default 0: the charges are learned from energies and forces);
 * ``prepare`` reads them with the data (:func:`with_labels`) and stops when a label with a
   positive weight is in no training frame (:func:`check_present`), naming the file, the key
   and the keys the file does have;
@@ -15,24 +17,34 @@ import numpy as np
 import torch
 
 from equipot.data.dataset import GraphDataset
-from equipot.data.labels import LabelField, labels_for_model
+from equipot.data.labels import LONG_RANGE_LABELS, LabelField, labels_for_model
 from equipot.data.readers import DataSource
 from equipot.model.config import ModelConfig
+
+
+def charge_labels(model: ModelConfig) -> list[str]:
+    """Labels of a long-range model's charges that no head of the same name takes over."""
+    if model.long_range is None:
+        return []
+    return [name for name in LONG_RANGE_LABELS if name not in model.heads]
 
 
 def label_weights(model: ModelConfig, weights: dict[str, float]) -> dict[str, float]:
     """Loss weight of every label the run trains on (zero weights dropped)."""
     derived = "dipole" in model.heads and "bec" not in model.heads
-    known = set(model.heads) | ({"bec"} if derived else set())
+    known = set(model.heads) | ({"bec"} if derived else set()) | set(charge_labels(model))
     unknown = sorted(set(weights) - known)
     if unknown:
         raise ValueError(
             f"loss.label_weights names {unknown}, which are not heads of the model "
-            f"(heads: {sorted(model.heads) or 'none'}; 'bec' also trains ∂μ/∂r of a dipole head)"
+            f"(heads: {sorted(model.heads) or 'none'}; 'bec' also trains ∂μ/∂r of a dipole head; "
+            "'charges' and 'dipole' train the charges of a model with long_range)"
         )
     resolved = {name: float(weights.get(name, 1.0)) for name in model.heads}
     if derived and weights.get("bec", 0.0):
         resolved["bec"] = float(weights["bec"])
+    for name in charge_labels(model):
+        resolved[name] = float(weights.get(name, 0.0))
     return {name: w for name, w in resolved.items() if w > 0}
 
 
@@ -44,6 +56,7 @@ def derived_born_charges(model: ModelConfig, weights: dict[str, float]) -> bool:
 def with_labels(source: DataSource, model: ModelConfig, weights: dict[str, float]) -> DataSource:
     """``source`` reading the labels the model's heads take (keys / units from the user)."""
     fields = labels_for_model(model.heads, weights.get("bec", 0.0))
+    fields |= {n: LONG_RANGE_LABELS[n] for n in charge_labels(model) if weights.get(n, 0.0) > 0}
     merged = {}
     for name, spec in fields.items():
         user = source.labels.get(name) or LabelField()

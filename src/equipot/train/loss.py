@@ -124,6 +124,8 @@ def loss_terms(
         if per_atom:
             row_weight = row_weight[batch.graph.batch]
         value = pred.outputs[name].reshape(reference.shape)
-        penalty = loss.penalty(value - reference).sum(1)
+        # unlabelled rows may hold NaN (the dipole of a periodic cell): they must not count
+        difference = torch.where(row_weight[:, None] > 0, value - reference, 0.0)
+        penalty = loss.penalty(difference).sum(1)
         terms[name] = weight * (row_weight * penalty).sum() / max(norm.labels.get(name, 0), 1)
     return terms
