@@ -55,6 +55,8 @@ class XTB:
         if field is not None:
             vector = np.ascontiguousarray(field, dtype=np.float64)
             calc.add("electric-field", self._ffi.cast("double*", vector.ctypes.data))
+        # a sample whose SCC does not converge raises TBLiteRuntimeError; cmd_data redraws it
+        # (a retry with 1,000 damped Broyden cycles ran for minutes on one call here)
         result = calc.singlepoint()
         self.calls += 1
         return {
@@ -140,7 +142,9 @@ def labelled(atoms: Atoms, xtb: XTB, name: str) -> Atoms:
 
 
 def cmd_data(args) -> None:
-    xtb, rng = XTB(), np.random.default_rng(0)
+    from tblite.exceptions import TBLiteRuntimeError
+
+    xtb, rng, failed = XTB(), np.random.default_rng(0), {}
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
@@ -156,16 +160,28 @@ def cmd_data(args) -> None:
             }
             np.save(out / f"hessian_{name}.npy", hessian)
             modes = modes_of(minimum, hessian)
-            for k in range(count):
+            k = 0
+            while k < count:  # a sample whose SCC fails either way is redrawn, and counted
                 temperature = (300.0, 600.0, 900.0)[k % 3]
-                frames.append(labelled(sample(minimum, modes, temperature, rng), xtb, name))
+                try:
+                    frames.append(labelled(sample(minimum, modes, temperature, rng), xtb, name))
+                except TBLiteRuntimeError as exc:
+                    failed[name] = failed.get(name, 0) + 1
+                    if failed[name] > 3 * count:
+                        raise RuntimeError(f"{name}: xTB fails on most samples ({exc})") from None
+                    continue
+                k += 1
             print(
-                f"{split} {name}: {count} frames, {xtb.calls} xTB calls, "
+                f"{split} {name}: {count} frames, {xtb.calls} xTB calls "
+                f"({failed.get(name, 0)} samples redrawn: SCC not converged), "
                 f"{time.perf_counter() - start:.0f} s",
                 flush=True,
             )
         write(out / f"{split}.xyz", frames, format="extxyz")
     (out / "minima.json").write_text(json.dumps(minima))
+    (out / "data.json").write_text(
+        json.dumps({"xtb_calls": xtb.calls, "redrawn_scc_not_converged": failed})
+    )
 
 
 def config(out: Path, budget: float) -> dict:

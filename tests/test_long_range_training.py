@@ -11,6 +11,7 @@ from equipot.data.cache import open_cache
 from equipot.data.dataset import GraphDataset
 from equipot.data.readers import DataSource
 from equipot.train import load_config, train
+from equipot.train.evaluate import evaluate_file
 from tests.train_utils import emt_frames, tiny_config
 
 
@@ -114,6 +115,9 @@ def test_long_range_model_trains_on_dipoles(tmp_path):
             predicted.append(atoms.get_dipole_moment())
         reference = np.array([atoms.info["mu"] for atoms in frames])
         errors[weight] = float(np.abs(np.array(predicted) - reference).mean())
+        labels = {"dipole": {"key": "mu"}}  # `equipot evaluate` reports the same error
+        metrics, _ = evaluate_file(model, DataSource(path=path, labels=labels))
+        assert metrics["dipole_mae"] == pytest.approx(errors[weight], rel=1e-8)
     assert errors[20.0] < 0.5 * errors[0.0]
     assert errors[20.0] < 0.15  # e·Å; the dipoles are ≈ 0.5 e·Å (0.24 without the term)
 
@@ -121,6 +125,7 @@ def test_long_range_model_trains_on_dipoles(tmp_path):
 def test_charge_labels_need_a_long_range_model(tmp_path):
     path = tmp_path / "water.xyz"
     write(path, polar_molecules(3), format="extxyz")
-    config = tiny_config(path, tmp_path / "run", loss={"label_weights": {"dipole": 1.0}})
+    loss = {"stress_weight": 0.0, "label_weights": {"dipole": 1.0}}
+    config = tiny_config(path, tmp_path / "run", loss=loss)
     with pytest.raises(ValueError, match="charges of a model with long_range"):
         train(load_config(config), verbose=False)

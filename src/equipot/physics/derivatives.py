@@ -53,7 +53,8 @@ def predict(
     """Energy and, by autograd, forces and virial/stress. ``create_graph`` for training;
     ``features`` also returns the model's per-atom readout features (``EnergyModel``).
 
-    ``outputs`` holds the model's tensor heads; ``born_charges`` adds ``outputs["bec"]`` =
+    ``outputs`` holds the model's tensor heads (and a long-range model's ``charges`` and
+    ``dipole``, which training can fit, train/labels.py); ``born_charges`` adds ``outputs["bec"]`` =
     ∂μ/∂r_i of its dipole head (:mod:`equipot.physics.fields`; for training on Born charges).
     """
     options = {"features": True} if features else {}
@@ -72,6 +73,14 @@ def predict(
     )
     result.features = out.features if features else None
     result.outputs = dict(getattr(out, "outputs", {}))
+    if result.charges is not None:  # long-range models: their charges and μ = Σ q_i r_i
+        from equipot.model.long_range import dipole_moment
+
+        own = {
+            "charges": result.charges.unsqueeze(1),
+            "dipole": dipole_moment(strained, result.charges),
+        }
+        result.outputs = own | result.outputs  # a head of the same name wins
     if born_charges:
         from equipot.physics.fields import dipole_derivative
 

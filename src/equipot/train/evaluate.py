@@ -12,7 +12,7 @@ from equipot.data.dataset import GraphDataset
 from equipot.model.energy_model import EnergyModel
 from equipot.physics.derivatives import predict
 from equipot.train.distributed import Comm
-from equipot.train.labels import dataset_labels, label_meta, with_labels
+from equipot.train.labels import charge_labels, dataset_labels, label_meta, with_labels
 from equipot.train.loss import LossFunction, Normalisation, loss_terms
 from equipot.train.metrics import ErrorAccumulator
 
@@ -134,8 +134,9 @@ def evaluate_file(
     from equipot.data.statistics import check_dataset_elements
 
     source = source if isinstance(source, DataSource) else DataSource(path=Path(source))
-    if model.config.heads:  # read the labels the heads predict (and Born charges)
-        source = with_labels(source, model.config, {"bec": 1.0})
+    if model.config.heads or model.config.long_range:  # the labels heads and charges predict
+        weights = {"bec": 1.0} | {name: 1.0 for name in charge_labels(model.config)}
+        source = with_labels(source, model.config, weights)
     with tempfile.TemporaryDirectory(prefix="equipot-eval-") as tmp:
         path = open_cache(source, model.config.r_max, Path(cache_dir or tmp))
         dataset = GraphDataset(path, in_memory=None, name=str(source.path))

@@ -25,7 +25,6 @@ from equipot.graph import AtomicGraph
 from equipot.model.builder import model_from_config
 from equipot.model.config import ModelConfig
 from equipot.model.energy_model import EnergyModel, ModelOutput
-from equipot.model.long_range import dipole_moment
 from equipot.nn.radial import PolynomialEnvelope
 
 
@@ -81,12 +80,6 @@ class TrainingModel(nn.Module):
 
     def forward(self, graph: AtomicGraph) -> ModelOutput:
         out = self.net(graph)
-        if out.charges is not None:  # long-range models train on charges and μ = Σ q_i r_i
-            extra = {
-                "charges": out.charges.unsqueeze(1),
-                "dipole": dipole_moment(graph, out.charges),
-            }
-            out.outputs = {**extra, **out.outputs}  # a head of the same name wins
         if self.e0_delta is None and self.shift_delta is None:
             return out
         atomic = out.atomic_energies
