@@ -273,3 +273,33 @@ def test_schema_2_long_range_file_keeps_the_uniform_rule(tmp_path):
     assert old.config.long_range.excess_charge == "uniform"
     atoms = random_cluster(6, seed=5)
     assert energy(old, atoms) == energy(uniform, atoms)
+
+
+@pytest.mark.parametrize("variant", ["latent-pme", "latent-split", "qeq"])
+def test_engine_path_equals_autograd_path(variant):
+    """Frozen long-range models take the C++ engine for the local part (its backward pass
+    seeded with ∂E_lr/∂s): energies, forces, stress and charges equal plain autograd."""
+    from equipot.calculator import frozen_copy
+    from equipot.kernels import cpu_kernels
+
+    if cpu_kernels() is None:
+        pytest.skip("the C++ kernels are not built")  # CI requires them (.ci/run)
+    model = small_model(seed=3, long_range=VARIANTS[variant])
+    if model.long_range.excess_weight is not None:
+        _with_excess_weights(model, seed=2)
+    fast = frozen_copy(model, torch.float64, "cpu")
+    slow = frozen_copy(model, torch.float64, "cpu").set_execution(
+        kernels=False, memory_efficient=False
+    )
+    graphs = [
+        graph_of(random_crystal(6, seed=2), model),
+        graph_of(random_cluster(5, seed=3), model),
+    ]
+    batch = batch_graphs(graphs).replace(charge=torch.tensor([1.0, -1.0], dtype=torch.float64))
+    assert fast.inference_pass(batch, strain=True) is not None  # the engine path applies
+    a, b = predict(fast, batch, stress=True), predict(slow, batch, stress=True)
+    np.testing.assert_allclose(a.energy, b.energy.detach(), rtol=1e-12, atol=1e-10)
+    np.testing.assert_allclose(a.forces, b.forces.detach(), atol=1e-10)
+    np.testing.assert_allclose(a.stress[:1], b.stress[:1].detach(), atol=1e-10)
+    np.testing.assert_allclose(a.charges, b.charges.detach(), atol=1e-12)
+    np.testing.assert_allclose(a.outputs["dipole"][1], b.outputs["dipole"][1].detach(), atol=1e-12)

@@ -45,6 +45,15 @@ struct Saved {  // what the backward pass needs from one layer's forward pass
   std::vector<Tensor> pre;   // radial-MLP pre-activations, same condition
 };
 
+// A forward pass kept for its backward pass (InferenceEngine::forward / backward): the inputs,
+// the edge features and every layer's saved tensors.
+struct Pass {
+  Tensor vectors, nbr, cnt, species, Y, basis, dist;
+  std::vector<Saved> saved;
+  int64_t rows = 1;
+  bool keep = false;
+};
+
 template <typename T>
 inline void silu_grad_mul(Tensor& g, const Tensor& z) {  // g *= SiLU'(z), in place
   T* gp = g.data_ptr<T>();
@@ -82,6 +91,7 @@ inline Tensor per_component(const Tensor& x, const Tensor& w) {
 }  // namespace detail
 
 using detail::Layer;
+using detail::Pass;
 using detail::Saved;
 using detail::add_selected;
 using detail::per_component;
@@ -184,6 +194,49 @@ class InferenceEngine {
       });
     }
     return {atomic, grad, feats};
+  }
+
+  // The two halves of run() for callers that compute more from the last layer's scalars
+  // (long-range charges): forward() returns [atomic (N,), h^(T)_{i,0} (N, C)] and keeps the
+  // pass; backward(pass, g_last) returns dE/dvectors (N, K, 3) of the atomic energies plus
+  // Σ_i g_last[i]·h^(T)_{i,0} (g_last undefined: the energies alone). No ghost exchange.
+  std::vector<Tensor> forward(std::shared_ptr<Pass>& pass, Tensor vectors, Tensor neighbors,
+                              Tensor counts, Tensor species) {
+    TORCH_CHECK(vectors.scalar_type() == embedding_.scalar_type(),
+                "inference engine built for another dtype");
+    TORCH_CHECK(species.size(0) == neighbors.size(0), "species must list every centre");
+    pass = std::make_shared<Pass>();
+    Tensor atomic = at::empty({neighbors.size(0)}, vectors.options());
+    Tensor scalars = at::empty({neighbors.size(0), channels()}, vectors.options());
+    {
+      c10::InferenceMode guard;
+      AT_DISPATCH_FLOATING_TYPES(vectors.scalar_type(), "inference_forward", [&] {
+        auto out = forward_impl<scalar_t>(*pass, vectors.contiguous(), neighbors.contiguous(),
+                                          counts.contiguous(), species.contiguous(), nullptr,
+                                          false);
+        atomic.copy_(out[0]);
+        scalars.copy_(out[2]);
+      });
+    }
+    return {atomic, scalars};
+  }
+
+  Tensor backward(const std::shared_ptr<Pass>& pass, Tensor g_last) {
+    TORCH_CHECK(pass && pass->vectors.defined(), "backward needs the pass of forward()");
+    const int64_t N = pass->nbr.size(0);
+    if (g_last.defined())
+      TORCH_CHECK(g_last.dim() == 2 && g_last.size(0) == N && g_last.size(1) == channels() &&
+                      g_last.scalar_type() == embedding_.scalar_type(),
+                  "g_last must be (N, C) in the engine's dtype");
+    Tensor grad = at::empty_like(pass->vectors);
+    Tensor seed = g_last.defined() ? g_last.contiguous() : Tensor();
+    {
+      c10::InferenceMode guard;
+      AT_DISPATCH_FLOATING_TYPES(pass->vectors.scalar_type(), "inference_backward", [&] {
+        grad.copy_(backward_impl<scalar_t>(*pass, nullptr, seed));
+      });
+    }
+    return grad;
   }
 
   double r_max() const { return r_max_; }
@@ -452,6 +505,18 @@ class InferenceEngine {
   std::vector<Tensor> run_impl(const Tensor& vectors, const Tensor& nbr, const Tensor& cnt,
                                const Tensor& species, bool gradient, GhostExchange* ghosts,
                                bool features) const {
+    Pass pass;
+    auto out = forward_impl<T>(pass, vectors, nbr, cnt, species, ghosts, features);
+    if (!gradient) return {out[0], Tensor(), out[1]};
+    return {out[0], backward_impl<T>(pass, ghosts, Tensor()), out[1]};
+  }
+
+  // Forward pass: [atomic energies (N,), readout features or undefined, the last layer's
+  // scalars h^(T)_{i,0} (N, C)]; ``pass`` keeps what backward_impl needs.
+  template <typename T>
+  std::vector<Tensor> forward_impl(Pass& pass, const Tensor& vectors, const Tensor& nbr,
+                                   const Tensor& cnt, const Tensor& species,
+                                   GhostExchange* ghosts, bool features) const {
     const int64_t N = nbr.size(0), K = nbr.size(1), S = N * K, C = embedding_.size(1);
     const int64_t n_all = species.size(0);  // centres first, then ghosts
     const int64_t U = sh_coeff_.size(0), nb = freq_.size();
@@ -472,6 +537,7 @@ class InferenceEngine {
     std::vector<Tensor> feats;  // readout features per layer (only if asked for)
     Tensor h = embedding_.index_select(0, species).unsqueeze(1);  // (N_all, 1, C)
     Tensor interaction = at::zeros({N, 1}, opts);
+    Tensor last_scalars;
     for (size_t t = 0; t < layers_.size(); ++t) {
       const Layer& L = layers_[t];
       Saved& sv = saved[t];
@@ -493,6 +559,7 @@ class InferenceEngine {
       Tensor h_new = per_component(B, L.out);
       if (L.sc.defined()) add_selected<T>(h_new, per_component(h.narrow(0, 0, N), L.sc), z, C);
       Tensor s = h_new.select(1, 0);
+      last_scalars = s;
       if (L.readout.size() == 1) {
         interaction.add_(at::mm(s, L.readout[0]));
         if (features) feats.push_back(s);
@@ -512,8 +579,25 @@ class InferenceEngine {
     Tensor atomic = e0_.index_select(0, species.narrow(0, 0, N)) +
                     T(scale_) * interaction.squeeze(1) +
                     T(shift_ * inv_avg_) * env.sum(1);
-    Tensor F = features ? at::cat(feats, 1) : Tensor();
-    if (!gradient) return {atomic, Tensor(), F};
+    pass.vectors = vectors, pass.nbr = nbr, pass.cnt = cnt, pass.species = species;
+    pass.Y = Y, pass.basis = basis, pass.dist = dist;
+    pass.saved = std::move(saved);
+    pass.rows = rows, pass.keep = keep;
+    return {atomic, features ? at::cat(feats, 1) : Tensor(), last_scalars};
+  }
+
+  // dE/dvectors (N, K, 3) of the pass's energies plus, with ``g_last`` (N, C) defined, of
+  // Σ_i g_last[i]·h^(T)_{i,0}: the gradient of anything computed from the last scalars
+  // (long-range charges) comes through the same backward pass.
+  template <typename T>
+  Tensor backward_impl(Pass& pass, GhostExchange* ghosts, const Tensor& g_last) const {
+    const Tensor &vectors = pass.vectors, &nbr = pass.nbr, &cnt = pass.cnt;
+    const Tensor &Y = pass.Y, &basis = pass.basis, &dist = pass.dist;
+    std::vector<Saved>& saved = pass.saved;
+    const int64_t N = nbr.size(0), K = nbr.size(1), S = N * K, C = embedding_.size(1);
+    const int64_t nb_used = basis.size(1), rows = pass.rows;
+    const auto opts = vectors.options();
+    const int64_t* z = pass.species.data_ptr<int64_t>();
 
     Tensor gY = at::zeros({S, Y.size(1)}, opts), g_basis = at::zeros({S, nb_used}, opts);
     Tensor g_dist = at::zeros({S}, opts);
@@ -533,6 +617,7 @@ class InferenceEngine {
         g_s = at::mm(gz, L.readout[0].t());
       }
       G.select(1, 0).add_(g_s);
+      if (g_last.defined() && t + 1 == int64_t(layers_.size())) G.select(1, 0).add_(g_last);
       Tensor gB = per_component(G, L.out_t);
       Tensor gA = at::zeros_like(sv.A);
       {
@@ -563,7 +648,7 @@ class InferenceEngine {
     Tensor g_mono = at::mm(gY, sh_coeff_.t());
     Tensor g_vec = at::empty_like(vectors);
     edge_backward<T>(vectors, g_mono, g_basis, T(shift_ * inv_avg_), g_dist, g_vec);
-    return {atomic, g_vec, F};
+    return g_vec;
   }
 };
 

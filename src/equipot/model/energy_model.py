@@ -39,6 +39,19 @@ class ModelOutput:
     features: Tensor | None = None  # (N, D) readout features, if asked for (see forward)
     outputs: dict[str, Tensor] = field(default_factory=dict)  # tensor heads (model.heads)
     charges: Tensor | None = None  # (N,) e: the long-range term's charges (None: local model)
+    # from inference_pass: the gradient that does not go through the edges (the long-range
+    # electrostatics' direct dependence on positions and cell): ∂E/∂r (N, 3), ∂E/∂ε (S, 3, 3)
+    direct_gradient: tuple[Tensor, Tensor | None] | None = None
+
+
+@dataclass
+class EngineLongRange:
+    """The long-range term evaluated on the C++ engine's scalars (inference_pass)."""
+
+    atomic_energies: Tensor  # (N,)
+    charges: Tensor  # (N,)
+    scalar_gradient: Tensor | None = None  # ∂E_lr/∂s (N, C), seeded into the engine
+    direct_gradient: tuple[Tensor, Tensor | None] | None = None  # ∂E_lr/∂r, ∂E_lr/∂ε
 
 
 class EnergyModel(nn.Module):
@@ -156,16 +169,20 @@ class EnergyModel(nn.Module):
         return energy.index_add(0, graph.batch, atomic)
 
     def inference_pass(
-        self, graph: AtomicGraph, gradient: bool = True, features: bool = False
+        self,
+        graph: AtomicGraph,
+        gradient: bool = True,
+        features: bool = False,
+        strain: bool = False,
     ) -> tuple[ModelOutput, Tensor, Tensor | None] | None:
         """Energies and ∂E/∂r_ij (E, 3) per edge from the C++ engine, with the edge vectors
         r_ij (and the readout features, see :meth:`forward`); ``None`` where the engine does
         not apply (weights that require gradients, other devices or dtypes, kernels switched
-        off or unavailable): use :meth:`forward` then."""
+        off or unavailable): use :meth:`forward` then. Long-range models add the rest of the
+        gradient as ``out.direct_gradient`` (with ``strain``, its strain derivative too)."""
         positions = graph.positions
         if not (
             self.fused_inference
-            and self.long_range is None
             and self.config.saturation is None  # the engine evaluates the unbounded network
             and positions.device.type == "cpu"
             and positions.dtype == self.dtype
@@ -175,12 +192,23 @@ class EnergyModel(nn.Module):
             and not (self.heads is not None and self.heads.field_active(graph))
         ):
             return None
+        if self.long_range is not None and features:
+            return None  # the engine's readout features with charges: the PyTorch path
         with torch.no_grad():
             species, padded, vectors, slots = self._prepare(graph)
             engine = engine_for(self, positions.dtype)
-            atomic, slot_grad, feats = engine.run(
-                slots, padded.neighbors, padded.counts, species, gradient, features
-            )
+            if self.long_range is None:
+                atomic, slot_grad, feats = engine.run(
+                    slots, padded.neighbors, padded.counts, species, gradient, features
+                )
+                long_range = None
+            else:
+                atomic, scalars, kept = engine.forward(
+                    slots, padded.neighbors, padded.counts, species
+                )
+                long_range = self._engine_long_range(graph, scalars, species, gradient, strain)
+                atomic = atomic + long_range.atomic_energies
+                slot_grad = engine.backward(kept, long_range.scalar_gradient) if gradient else None
             edge_grad = padded.gather(slot_grad) if gradient else None
             inputs = TermInputs(graph, species, vectors)
             for term in self.terms.values():
@@ -196,7 +224,32 @@ class EnergyModel(nn.Module):
             else:
                 feats = None
         out = ModelOutput(energy=energy, atomic_energies=atomic, features=feats)
+        if long_range is not None:
+            out.charges, out.direct_gradient = long_range.charges, long_range.direct_gradient
         return out, vectors, edge_grad
+
+    def _engine_long_range(
+        self, graph: AtomicGraph, scalars: Tensor, species: Tensor, gradient: bool, strain: bool
+    ) -> EngineLongRange:
+        """E_lr from the engine's last scalars s_i, with ∂E_lr/∂s (seeded into the engine's
+        backward pass) and the direct ∂E_lr/∂r, ∂E_lr/∂ε by autograd through the Coulomb sum."""
+        from equipot.physics.derivatives import differentiable_inputs
+
+        with torch.enable_grad():
+            s = scalars.detach().requires_grad_(gradient)
+            strained, inputs, _ = differentiable_inputs(graph, gradient, gradient and strain)
+            lr = self.long_range(strained, s, species)
+            if not gradient:
+                return EngineLongRange(lr.atomic_energies.detach(), lr.charges.detach())
+            grads = torch.autograd.grad(lr.atomic_energies.sum(), [s, *inputs], allow_unused=True)
+        leaves = [s, *inputs]
+        grads = [
+            torch.zeros_like(x) if g is None else g for g, x in zip(grads, leaves, strict=True)
+        ]
+        direct = (grads[1], grads[2] if strain else None)
+        return EngineLongRange(
+            lr.atomic_energies.detach(), lr.charges.detach(), grads[0].contiguous(), direct
+        )
 
     def readout_weights(self) -> Tensor:
         """θ (D,): the last readout matrix of every layer, side by side. With the features φ̃

@@ -60,7 +60,7 @@ def predict(
     options = {"features": True} if features else {}
     if not create_graph and not born_charges and (forces or stress):
         fused = getattr(model, "inference_pass", None)
-        result = fused(graph, **options) if fused is not None else None
+        result = fused(graph, strain=stress, **options) if fused is not None else None
         if result is not None:
             out, vectors, edge_grad = result
             return _from_edge_gradient(graph, out, vectors, edge_grad, forces, stress)
@@ -133,12 +133,18 @@ def _from_edge_gradient(
 ) -> Prediction:
     """Forces and virial/stress from g_e = ∂E/∂r_e (module docstring)."""
     result = Prediction(
-        energy=out.energy, atomic_energies=out.atomic_energies, features=out.features
+        energy=out.energy,
+        atomic_energies=out.atomic_energies,
+        features=out.features,
+        charges=out.charges,
     )
+    direct = out.direct_gradient  # (∂E/∂r, ∂E/∂ε) not through the edges (long range)
     i, j = graph.edge_index[0], graph.edge_index[1]
     if forces:
         result.forces = torch.zeros_like(graph.positions).index_add_(0, i, edge_grad)
         result.forces.index_add_(0, j, edge_grad, alpha=-1.0)
+        if direct is not None:
+            result.forces -= direct[0]
     if stress:
         outer = vectors.unsqueeze(2) * edge_grad.unsqueeze(1)  # (E, 3, 3): r_a g_b
         if graph.num_systems == 1:
@@ -146,7 +152,14 @@ def _from_edge_gradient(
         else:
             dE_de = outer.new_zeros(graph.num_systems, 3, 3)
             dE_de.index_add_(0, graph.batch.index_select(0, i), outer)
+        if direct is not None and direct[1] is not None:
+            dE_de = dE_de + direct[1]
         _set_stress(result, graph, 0.5 * (dE_de + dE_de.transpose(1, 2)))
+    if out.charges is not None:
+        from equipot.model.long_range import dipole_moment
+
+        result.outputs = {"charges": out.charges.unsqueeze(1)}
+        result.outputs["dipole"] = dipole_moment(graph, out.charges)
     return result
 
 
