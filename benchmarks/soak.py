@@ -266,16 +266,33 @@ def run_segment(system: str, target: int, segment: int, minutes: float) -> dict:
     return report
 
 
+def peak_growth(memory_csv: Path, window_s: float = 60.0) -> tuple[float, float, float] | None:
+    """RssAnon peaks of the first and the last minute after warm-up (first 5 % of the wall
+    time) and their relative change: the upper envelope, which a sampled sawtooth (the heap
+    refilled between two releases, runtime.py) does not move, while a leak raises it."""
+    data = np.loadtxt(memory_csv, delimiter=",", skiprows=1, ndmin=2)
+    if data.shape[1] < 3 or len(data) < 4:
+        return None
+    t, anon = data[:, 0], data[:, 2]
+    after = t >= 0.05 * t[-1]
+    t, anon = t[after], anon[after]
+    first, last = anon[t <= t[0] + window_s].max(), anon[t >= t[-1] - window_s].max()
+    return float(first), float(last), float((last - first) / first)
+
+
 def write_report() -> None:
     rows = [json.loads(p.read_text()) for p in sorted(OUT.glob("*-[0-9].json"))]
     lines = [
         "| system | atoms | segment | steps run (target) | Δt (fs) | steps/s "
         "| VmRSS after warm-up → end (MB) | growth | RssAnon after warm-up → end (max) (MB) "
-        "| growth (max) | fds start / max / end | drift (meV/atom/ns) | max ΔE (meV/atom) "
-        "| T (K) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| growth (max) | RssAnon 1-min peak, first → last (MB) | peak growth "
+        "| fds start / max / end | drift (meV/atom/ns) | max ΔE (meV/atom) | T (K) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
+        csv = OUT / f"{r['system']}-{r['segment']}-memory.csv"
+        peaks = peak_growth(csv) if csv.exists() and "rss_anon_MB_end" in r else None
+        peak = f"{peaks[0]:.1f} → {peaks[1]:.1f} | {100 * peaks[2]:+.2f} %" if peaks else "— | —"
         if "rss_anon_MB_end" in r:
             anon = (
                 f"{r['rss_anon_MB_after_warmup']:.1f} → {r['rss_anon_MB_end']:.1f} "
@@ -288,7 +305,7 @@ def write_report() -> None:
             f"| {r['system']} | {r['atoms']} | {r['segment']} | {r['steps']} "
             f"({r.get('target_steps', r['steps'])}) | {r['dt_fs']} "
             f"| {r['steps_per_s']:.0f} | {r['rss_MB_after_warmup']:.1f} → {r['rss_MB_end']:.1f} "
-            f"| {100 * r['rss_growth_after_warmup']:+.2f} % | {anon} "
+            f"| {100 * r['rss_growth_after_warmup']:+.2f} % | {anon} | {peak} "
             f"| {r['fds_start']} / {r['fds_max']} / {r['fds_end']} "
             f"| {r['energy_drift_meV_per_atom_per_ns']:+.3f} "
             f"| {r['energy_max_deviation_meV_per_atom']:.3f} | {r['mean_temperature_K']:.0f} |"

@@ -61,3 +61,32 @@ def test_md_loop_releases_memory_every_thousand_steps(monkeypatch):
     result = runner.run(state, potential, dt=1.0, steps=2500, progress=False)
     assert result.steps == 2500 and len(calls) == 2
     assert np.isfinite(result.last_rows[0]["total_eV"])
+
+
+def test_trajectory_frames_leave_no_cyclic_garbage(tmp_path):
+    """Written frames are freed at once, not at the next full garbage collection (ASE's
+    single-point calculators are reference cycles)."""
+    import gc
+
+    from equipot.sim.state import SimState
+    from equipot.sim.trajectory import TrajectoryWriter
+
+    atoms = bulk("Cu", "fcc", a=3.6, cubic=True).repeat(2)
+    state = SimState.from_atoms(atoms, temperature=100.0, seed=0)
+    state = state.replace(
+        energy=torch.zeros(1, dtype=torch.float64), forces=torch.zeros_like(state.positions)
+    )
+    gc.collect()
+    gc.disable()
+    try:
+        with TrajectoryWriter(tmp_path / "md.extxyz") as writer:
+            for step in range(3):
+                writer.write(state, step, float(step))
+        assert gc.collect() == 0
+    finally:
+        gc.enable()
+    from ase.io import read
+
+    frames = read(tmp_path / "md.extxyz", ":")
+    assert len(frames) == 3 and frames[2].get_potential_energy() == 0.0
+    np.testing.assert_allclose(frames[1].get_forces(), 0.0)

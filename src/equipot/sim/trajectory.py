@@ -25,6 +25,7 @@ class TrajectoryWriter:
         for system, atoms in enumerate(state.to_atoms()):
             atoms.info.update(step=step, time_fs=time_fs, system=system)
             write(self._file, atoms, format="extxyz")
+            release_calculator(atoms)
             self.frames += 1
         self._file.flush()
 
@@ -36,6 +37,20 @@ class TrajectoryWriter:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def release_calculator(atoms) -> None:
+    """Detach ``atoms.calc`` and break its reference cycles. ASE's Calculator stores bound
+    methods of itself (``get_spin_polarized``), so every single-point calculator — and the
+    copy of the atoms it holds — is garbage only a full collection frees: in a long MD run
+    each written frame's arrays then stay resident for minutes (the soak, issue 9)."""
+    calc, atoms.calc = atoms.calc, None
+    if calc is None:
+        return
+    for name, value in list(vars(calc).items()):
+        if getattr(value, "__self__", None) is calc:
+            delattr(calc, name)
+    calc.atoms = None
 
 
 class ThermoLog:
