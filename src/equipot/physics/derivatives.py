@@ -73,14 +73,8 @@ def predict(
     )
     result.features = out.features if features else None
     result.outputs = dict(getattr(out, "outputs", {}))
-    if result.charges is not None:  # long-range models: their charges and μ = Σ q_i r_i
-        from equipot.model.long_range import dipole_moment
-
-        own = {
-            "charges": result.charges.unsqueeze(1),
-            "dipole": dipole_moment(strained, result.charges),
-        }
-        result.outputs = own | result.outputs  # a head of the same name wins
+    if result.charges is not None:
+        result.outputs = _charge_outputs(strained, result.charges) | result.outputs
     if born_charges:
         from equipot.physics.fields import dipole_derivative
 
@@ -156,11 +150,16 @@ def _from_edge_gradient(
             dE_de = dE_de + direct[1]
         _set_stress(result, graph, 0.5 * (dE_de + dE_de.transpose(1, 2)))
     if out.charges is not None:
-        from equipot.model.long_range import dipole_moment
-
-        result.outputs = {"charges": out.charges.unsqueeze(1)}
-        result.outputs["dipole"] = dipole_moment(graph, out.charges)
+        result.outputs = _charge_outputs(graph, out.charges)
     return result
+
+
+def _charge_outputs(graph: AtomicGraph, charges: Tensor) -> dict[str, Tensor]:
+    """A long-range model's charges (N, 1) and dipole μ = Σ q_i r_i (S, 3) as outputs, which
+    training can fit (train/labels.py); a head of the same name takes precedence."""
+    from equipot.model.long_range import dipole_moment
+
+    return {"charges": charges.unsqueeze(1), "dipole": dipole_moment(graph, charges)}
 
 
 def _zeros_if_none(grad: Tensor | None, like: Tensor) -> Tensor:
