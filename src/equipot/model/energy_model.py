@@ -21,7 +21,7 @@ from equipot.model.heads.collection import Heads
 from equipot.model.heads.features import BackboneFeatures
 from equipot.model.inference import EngineSlot, engine_for
 from equipot.model.layers import InteractionLayer
-from equipot.model.long_range import LongRange
+from equipot.model.long_range import LongRange, on_engine_scalars
 from equipot.model.saturation import saturate
 from equipot.model.terms import TermInputs, build_terms
 from equipot.nn.constants import Constants, is_frozen
@@ -42,16 +42,6 @@ class ModelOutput:
     # from inference_pass: the gradient that does not go through the edges (the long-range
     # electrostatics' direct dependence on positions and cell): ∂E/∂r (N, 3), ∂E/∂ε (S, 3, 3)
     direct_gradient: tuple[Tensor, Tensor | None] | None = None
-
-
-@dataclass
-class EngineLongRange:
-    """The long-range term evaluated on the C++ engine's scalars (inference_pass)."""
-
-    atomic_energies: Tensor  # (N,)
-    charges: Tensor  # (N,)
-    scalar_gradient: Tensor | None = None  # ∂E_lr/∂s (N, C), seeded into the engine
-    direct_gradient: tuple[Tensor, Tensor | None] | None = None  # ∂E_lr/∂r, ∂E_lr/∂ε
 
 
 class EnergyModel(nn.Module):
@@ -206,7 +196,9 @@ class EnergyModel(nn.Module):
                 atomic, scalars, kept = engine.forward(
                     slots, padded.neighbors, padded.counts, species
                 )
-                long_range = self._engine_long_range(graph, scalars, species, gradient, strain)
+                long_range = on_engine_scalars(
+                    self.long_range, graph, scalars, species, gradient, strain
+                )
                 atomic = atomic + long_range.atomic_energies
                 slot_grad = engine.backward(kept, long_range.scalar_gradient) if gradient else None
             edge_grad = padded.gather(slot_grad) if gradient else None
@@ -227,29 +219,6 @@ class EnergyModel(nn.Module):
         if long_range is not None:
             out.charges, out.direct_gradient = long_range.charges, long_range.direct_gradient
         return out, vectors, edge_grad
-
-    def _engine_long_range(
-        self, graph: AtomicGraph, scalars: Tensor, species: Tensor, gradient: bool, strain: bool
-    ) -> EngineLongRange:
-        """E_lr from the engine's last scalars s_i, with ∂E_lr/∂s (seeded into the engine's
-        backward pass) and the direct ∂E_lr/∂r, ∂E_lr/∂ε by autograd through the Coulomb sum."""
-        from equipot.physics.derivatives import differentiable_inputs
-
-        with torch.enable_grad():
-            s = scalars.detach().requires_grad_(gradient)
-            strained, inputs, _ = differentiable_inputs(graph, gradient, gradient and strain)
-            lr = self.long_range(strained, s, species)
-            if not gradient:
-                return EngineLongRange(lr.atomic_energies.detach(), lr.charges.detach())
-            grads = torch.autograd.grad(lr.atomic_energies.sum(), [s, *inputs], allow_unused=True)
-        leaves = [s, *inputs]
-        grads = [
-            torch.zeros_like(x) if g is None else g for g, x in zip(grads, leaves, strict=True)
-        ]
-        direct = (grads[1], grads[2] if strain else None)
-        return EngineLongRange(
-            lr.atomic_energies.detach(), lr.charges.detach(), grads[0].contiguous(), direct
-        )
 
     def readout_weights(self) -> Tensor:
         """θ (D,): the last readout matrix of every layer, side by side. With the features φ̃

@@ -167,6 +167,44 @@ class LongRange(nn.Module):
         return graph.edge_index[0], graph.edge_index[1], distances
 
 
+@dataclass
+class EngineLongRange:
+    """The long-range term evaluated on the C++ engine's scalars (``on_engine_scalars``)."""
+
+    atomic_energies: Tensor  # (N,)
+    charges: Tensor  # (N,)
+    scalar_gradient: Tensor | None = None  # ∂E_lr/∂s (N, C), seeded into the engine
+    direct_gradient: tuple[Tensor, Tensor | None] | None = None  # ∂E_lr/∂r, ∂E_lr/∂ε
+
+
+def on_engine_scalars(
+    term: LongRange,
+    graph: AtomicGraph,
+    scalars: Tensor,
+    species: Tensor,
+    gradient: bool,
+    strain: bool,
+) -> EngineLongRange:
+    """E_lr from the engine's last-layer scalars s_i (EnergyModel.inference_pass), with
+    ∂E_lr/∂s (to seed the engine's backward pass) and the direct ∂E_lr/∂r and ∂E_lr/∂ε by
+    autograd through the Coulomb sum alone."""
+    from equipot.physics.derivatives import differentiable_inputs
+
+    with torch.enable_grad():
+        s = scalars.detach().requires_grad_(gradient)
+        strained, inputs, _ = differentiable_inputs(graph, gradient, gradient and strain)
+        out = term(strained, s, species)
+        if not gradient:
+            return EngineLongRange(out.atomic_energies.detach(), out.charges.detach())
+        leaves = [s, *inputs]
+        grads = torch.autograd.grad(out.atomic_energies.sum(), leaves, allow_unused=True)
+    grads = [torch.zeros_like(x) if g is None else g for g, x in zip(grads, leaves, strict=True)]
+    direct = (grads[1], grads[2] if strain else None)
+    return EngineLongRange(
+        out.atomic_energies.detach(), out.charges.detach(), grads[0].contiguous(), direct
+    )
+
+
 def total_charge(graph: AtomicGraph, dtype: torch.dtype) -> Tensor:
     """Q (S,) in e: ``graph.charge`` where the graph carries it, else neutral systems."""
     charge = getattr(graph, "charge", None)
