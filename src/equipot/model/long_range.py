@@ -144,7 +144,9 @@ class LongRange(nn.Module):
         )
         return LongRangeOutput(atomic_energies=atomic, charges=charges)
 
-    def neutralise(self, graph: AtomicGraph, scalars: Tensor, values: Tensor, total: Tensor):
+    def neutralise(
+        self, graph: AtomicGraph, scalars: Tensor, values: Tensor, total: Tensor
+    ) -> Tensor:
         """q_i = q̃_i − w_i (Σ_j q̃_j − Q_s) / Σ_j w_j over each system s (module docstring)."""
         excess = torch.zeros_like(total).index_add(0, graph.batch, values) - total
         if self.excess_weight is None:
