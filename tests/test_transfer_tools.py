@@ -145,3 +145,14 @@ def test_unknown_shipped_model_and_base_are_clear_errors(tmp_path):
     config = load_config(tiny_config(data, tmp_path / "ft", finetune={"from": "missing.eqp"}))
     with pytest.raises(FileNotFoundError, match=r"missing\.eqp is neither a model file"):
         train(config, verbose=False)
+
+
+def test_teacher_without_its_optional_package_is_a_clear_error(monkeypatch):
+    import sys
+
+    from equipot.transfer.teachers import teacher
+
+    monkeypatch.setitem(sys.modules, "matscipy", None)  # as if not installed
+    monkeypatch.setitem(sys.modules, "matscipy.calculators.manybody", None)
+    with pytest.raises(ValueError, match=r"'sw-si' needs the package .*equipot\[teachers\]"):
+        teacher("sw-si")

@@ -149,7 +149,13 @@ def teacher(name: str | Calculator) -> Calculator:
     base = name.split(":")[0].lower()
     if base not in TEACHERS:
         raise ValueError(f"unknown reference calculator {name!r}: choose one of {sorted(TEACHERS)}")
-    return TEACHERS[base](name)
+    try:
+        return TEACHERS[base](name)
+    except ImportError as exc:  # the optional libraries behind the teachers
+        raise ValueError(
+            f"reference calculator {name!r} needs the package {exc.name!r}, which is not "
+            "installed: pip install 'equipot[teachers]'"
+        ) from None
 
 
 def label(
