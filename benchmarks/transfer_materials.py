@@ -62,13 +62,13 @@ def alloy_frames(a: str, b: str, n: int, rng, x_range=(0.0, 1.0)) -> list:
     return label(frames, "emt", config_type=f"{a}-{b}")
 
 
-def train_model(data: Path, out: Path, steps: int, n: int, test: Path | None = None, **extra):
+def train_model(train_file: Path, out: Path, steps: int, n: int, test: Path | None = None, **extra):
     from equipot.train import load_config, train
 
     raw = {
         "seed": 0,
         "dtype": "float32",
-        "data": {"train": str(data), "valid_fraction": 0.1},
+        "data": {"train": str(train_file), "valid_fraction": 0.1},
         "model": {"r_max": 4.5, "l_max": 2, "channels": 16, "radial_hidden": [32, 32]},
         "loss": {"energy_weight": 1.0, "forces_weight": 10.0, "stress_weight": 10.0},
         "optim": {
