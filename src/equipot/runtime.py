@@ -9,8 +9,9 @@ Set ``EQUIPOT_TUNE_MALLOC=0`` to leave the allocator alone.
 
 The price of a heap that is never trimmed is that its free space only grows: the buffers of
 consecutive steps come in slightly different sizes (the neighbour count changes), freed
-chunks fragment, and the heap extends by the 64 MB top pad again and again — a 1,008-atom MD
-run gained 12 % resident memory over its first 50,000 steps. Long loops therefore call
+chunks fragment, and the heap extends by the 64 MB top pad again and again (with the
+reference cycles of written trajectory frames, sim/trajectory.py, a 1,008-atom MD run gained
+12 % resident memory over its first 50,000 steps). Long loops therefore call
 :func:`release_free_memory` now and then (every 1,000 MD steps): one ``malloc_trim``, after
 which the next step faults its buffers in once more.
 """

@@ -22,7 +22,7 @@ from equipot.sim.uncertain import Alarm, UncertainPotential
 
 ENSEMBLES = ("nve", "nvt", "npt", "pimd")
 THERMOSTATS = ("langevin", "nose-hoover")
-RELEASE_EVERY = 1000  # steps between malloc_trim calls: < 0.1 % of the time of a step
+RELEASE_EVERY = 1000  # steps between malloc_trim calls (each costs one step's page faults)
 
 
 @dataclass
