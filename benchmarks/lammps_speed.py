@@ -9,10 +9,11 @@ Parallel efficiency = steps/s(2 ranks) / (2 · steps/s(1 rank × 1 thread)). On 
 machine each row also has its CPU use: LAMMPS's "% CPU use" line (user time / wall) and the
 process's user and system seconds; user and system time / wall for our engine. The pair style
 reports its time in ghost-feature exchanges (its `finish()` line in the log).
-`--memory N [N ...]` runs fcc Cu with 4·N³ atoms on one rank for 1 step and reports the peak
-RSS (memory per atom; a linear fit a + b·atoms extrapolates to 10⁶ atoms).
-`--peers` also runs benchmarks/md_speed.py (our engine, ASE + our calculator, ASE + MACE) for
-aspirin and Cu-2,048 in the same invocation.
+`--memory N [N ...]` runs fcc Cu with 4·N³ atoms on one rank (`--memory-threads`, default 1)
+for 1 step (`--memory-steps 0`: one force evaluation, `run 0`) and reports the peak RSS (memory
+per atom; a linear fit a + b·atoms extrapolates to 10⁶ atoms; N = 63 is 1,000,188 atoms).
+`--peers` also runs benchmarks/md_speed.py (our engine, ASE + our calculator, ASE + MACE; float64,
+2 threads) for the same systems in the same invocation.
 
     /work/coord/cpuslot --both python benchmarks/lammps_speed.py --systems aspirin cu2048
 
@@ -86,6 +87,8 @@ def _write_inputs(work: Path, name: str, model: Path, plugin: Path, steps: int) 
         units="metal",
         atom_style="atomic",
     )
+    # steps = 0: one force evaluation only (`run 0`, the memory probe of the largest systems)
+    runs = f"run 1\nrun {steps}" if steps else "run 0"
     (work / "in.bench").write_text(
         f"""units metal
 atom_style atomic
@@ -99,8 +102,7 @@ velocity all create 300.0 12345 mom yes dist gaussian
 timestep 0.0005
 fix integrate all nve
 thermo 1
-run 1
-run {steps}
+{runs}
 """
     )
 
@@ -110,7 +112,7 @@ def _lammps(work: Path, ranks: int, threads: int, script: str = "in.bench") -> d
     bindir = Path(sys.executable).parent
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
     launch = [str(bindir / "mpirun"), "-np", str(ranks)] if ranks > 1 else []
-    command = ["/usr/bin/time", "-f", "maxrss_kb %M user_s %U sys_s %S", *launch]
+    command = ["/usr/bin/time", "-f", "maxrss_kb %M user_s %U sys_s %S wall_s %e", *launch]
     command.append(str(bindir / "lmp"))
     command += ["-in", script, "-log", f"log.{ranks}x{threads}"]
     done = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True)
@@ -119,7 +121,10 @@ def _lammps(work: Path, ranks: int, threads: int, script: str = "in.bench") -> d
     loops = re.findall(r"Loop time of ([0-9.eE+-]+) on \d+ procs for (\d+) steps", done.stdout)
     seconds, steps = float(loops[-1][0]), int(loops[-1][1])
     rss = int(re.findall(r"maxrss_kb (\d+)", done.stderr)[-1])
-    row = {"steps_per_s": steps / seconds, "steps": steps, "max_rss_gb_one_process": rss / 1e6}
+    row = {"steps": steps, "max_rss_gb_one_process": rss / 1e6}
+    if steps:  # `run 0` (the memory probe) has no timed loop: see process_wall_s
+        row["steps_per_s"] = steps / seconds
+    row["process_wall_s"] = float(re.findall(r"wall_s ([0-9.]+)", done.stderr)[-1])
     cpu = re.findall(r"([0-9.]+)% CPU use with", done.stdout)
     if cpu:  # LAMMPS's "% CPU use": user CPU time / wall of the loop (system time not counted)
         row["user_cpu_percent"] = float(cpu[-1])
@@ -157,9 +162,13 @@ def _engine(name: str, model: Path, steps: int, threads: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--systems", nargs="+", default=["aspirin", "cu2048", "cu32000"])
+    parser.add_argument("--systems", nargs="*", default=["aspirin", "cu2048", "cu32000"])
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--memory", nargs="*", type=int, default=[])
+    parser.add_argument("--memory-threads", type=int, default=1)
+    parser.add_argument(
+        "--memory-steps", type=int, default=1, help="0: one force evaluation (`run 0`)"
+    )
     parser.add_argument("--peers", action="store_true")
     args = parser.parse_args()
     from equipot.lammps import build_plugin
@@ -187,8 +196,8 @@ def main() -> None:
         work = OUT / f"lammps_memory_{n_cells}"
         work.mkdir(exist_ok=True)
         CELLS[f"cu_{n_cells}"] = n_cells
-        _write_inputs(work, f"cu_{n_cells}", model, plugin, 1)
-        row = _lammps(work, 1, 2)
+        _write_inputs(work, f"cu_{n_cells}", model, plugin, args.memory_steps)
+        row = _lammps(work, 1, args.memory_threads)
         row["atoms"] = 4 * n_cells**3
         row["kb_per_atom"] = row["max_rss_gb_one_process"] * 1e6 / row["atoms"]
         print("memory", json.dumps(row), flush=True)
@@ -208,8 +217,11 @@ def main() -> None:
         print("memory fit", json.dumps(fit), flush=True)
         results["memory_fit"] = fit
     if args.peers:
-        for name in ("aspirin", "cu2048"):
-            subprocess.run([sys.executable, str(HERE / "md_speed.py"), "--only", name], check=True)
+        for name in args.systems:  # ASE + MACE (and ASE + our calculator), float64
+            subprocess.run(
+                [sys.executable, str(HERE / "md_speed.py"), "--only", name, "--dtypes", "float64"],
+                check=True,
+            )
     results["uptime_after"] = os.popen("uptime").read().strip()
     tag = "_".join(args.systems + [f"mem{n}" for n in args.memory])
     (OUT / f"lammps_speed_{tag}.json").write_text(json.dumps(results, indent=2))

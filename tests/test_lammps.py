@@ -181,6 +181,21 @@ def test_nve_same_on_every_rank_count(tmp_path, model_file, plugin, one_rank, ra
     np.testing.assert_allclose(xn, x1, rtol=0, atol=1e-9)
 
 
+def test_chunked_engine_same_trajectory(tmp_path, plugin, one_rank):
+    """A model file whose engine works in chunks of a few centres (every layer's A rebuilt in
+    the backward pass, the last layer's backward run chunk by chunk inside its forward pass,
+    ghost features exchanged in between), on 2 ranks: the same trajectory as the whole-pass
+    engine on one rank (the large-system path, on a small system)."""
+    model = small_model(seed=1)
+    model.inference_chunk_slots = 200
+    path = tmp_path / "chunked.eqp"
+    export_model(model, path)
+    _, t1, x1 = one_rank
+    _, tn, xn = _nve_run(tmp_path, path, plugin, 2, True)
+    np.testing.assert_allclose(tn, t1, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(xn, x1, rtol=0, atol=1e-9)
+
+
 def test_nve_conservation_matches_equipot_engine(model_file, one_rank):
     atoms, thermo, _ = one_rank
     lammps_total = thermo[:, 3]

@@ -275,10 +275,15 @@ def test_schema_2_long_range_file_keeps_the_uniform_rule(tmp_path):
     assert energy(old, atoms) == energy(uniform, atoms)
 
 
-@pytest.mark.parametrize("variant", ["latent-pme", "latent-split", "qeq"])
-def test_engine_path_equals_autograd_path(variant):
+@pytest.mark.parametrize(
+    "variant,chunk_slots",
+    [("latent-pme", None), ("latent-split", None), ("qeq", None), ("latent-pme", 20)],
+)
+def test_engine_path_equals_autograd_path(variant, chunk_slots):
     """Frozen long-range models take the C++ engine for the local part (its backward pass
-    seeded with ∂E_lr/∂s): energies, forces, stress and charges equal plain autograd."""
+    seeded with ∂E_lr/∂s): energies, forces, stress and charges equal plain autograd; also
+    when the engine works in chunks of a few centres (nothing per slot kept between the
+    passes: the backward pass rebuilds every layer's A)."""
     from equipot.calculator import frozen_copy
     from equipot.kernels import cpu_kernels
 
@@ -288,6 +293,8 @@ def test_engine_path_equals_autograd_path(variant):
     if model.long_range.excess_weight is not None:
         _with_excess_weights(model, seed=2)
     fast = frozen_copy(model, torch.float64, "cpu")
+    if chunk_slots:
+        fast.inference_chunk_slots = chunk_slots
     slow = frozen_copy(model, torch.float64, "cpu").set_execution(
         kernels=False, memory_efficient=False
     )

@@ -48,10 +48,14 @@ struct Saved {  // what the backward pass needs from one layer's forward pass
 // A forward pass kept for its backward pass (InferenceEngine::forward / backward): the inputs,
 // the edge features and every layer's saved tensors.
 struct Pass {
-  Tensor vectors, nbr, cnt, species, Y, basis, dist;
+  Tensor vectors, nbr, cnt, species, dist;
+  Tensor Y, basis;           // only when the pass runs as a single chunk (keep)
   std::vector<Saved> saved;
-  int64_t rows = 1;
+  int64_t rows = 1;          // centres per chunk
+  int64_t nb_used = 0;       // Bessel basis size (0: every layer is tabulated)
   bool keep = false;
+  bool fused = false;        // the last layer's backward ran in the forward pass:
+  Tensor g_vec, G;           // its ∂E/∂vectors so far and ∂E/∂h of the layer before
 };
 
 template <typename T>
@@ -213,7 +217,7 @@ class InferenceEngine {
       AT_DISPATCH_FLOATING_TYPES(vectors.scalar_type(), "inference_forward", [&] {
         auto out = forward_impl<scalar_t>(*pass, vectors.contiguous(), neighbors.contiguous(),
                                           counts.contiguous(), species.contiguous(), nullptr,
-                                          false);
+                                          false, false);
         atomic.copy_(out[0]);
         scalars.copy_(out[2]);
       });
@@ -233,7 +237,7 @@ class InferenceEngine {
     {
       c10::InferenceMode guard;
       AT_DISPATCH_FLOATING_TYPES(pass->vectors.scalar_type(), "inference_backward", [&] {
-        grad.copy_(backward_impl<scalar_t>(*pass, nullptr, seed));
+        grad.copy_(backward_impl<scalar_t>(*pass, nullptr, seed, false));
       });
     }
     return grad;
@@ -346,82 +350,105 @@ class InferenceEngine {
     return r;
   }
 
-  // Per slot: monomials of û (for Y), enveloped Bessel basis, envelope.
+  // Per slot: length r and envelope u(r); per centre: Σ_k u(r_k) (the coordination term).
   template <typename T>
-  void edge_features(const Tensor& vectors, Tensor& mono, Tensor& basis, Tensor& env,
-                     Tensor& dist) const {
-    const int64_t S = vectors.size(0) * vectors.size(1), U = mono.size(1), nb = basis.size(1);
+  void slot_lengths(const Tensor& vectors, Tensor& dist, Tensor& env_sum) const {
+    const int64_t N = vectors.size(0), K = vectors.size(1);
     const T* v = vectors.data_ptr<T>();
-    T *mp = mono.data_ptr<T>(), *bp = basis.data_ptr<T>(), *ep = env.data_ptr<T>();
-    T* dp = dist.data_ptr<T>();
-    at::parallel_for(0, S, 256, [&](int64_t s0, int64_t s1) {
-      T pw[3][8];
-      for (int64_t s = s0; s < s1; ++s) {
-        T u[3];
-        const T r = unit_powers<T>(v + 3 * s, u, pw);
-        dp[s] = r;
-        for (int64_t m = 0; m < U; ++m)
-          mp[s * U + m] = pw[0][exps_[3 * m]] * pw[1][exps_[3 * m + 1]] * pw[2][exps_[3 * m + 2]];
-        T e, de;
-        envelope<T>(r, e, de);
-        ep[s] = e;
-        for (int64_t n = 0; n < nb; ++n)
-          bp[s * nb + n] = e == T(0) ? T(0) : T(pref_) * std::sin(T(freq_[n]) * r) / r * e;
+    T *dp = dist.data_ptr<T>(), *es = env_sum.data_ptr<T>();
+    at::parallel_for(0, N, 64, [&](int64_t n0, int64_t n1) {
+      for (int64_t n = n0; n < n1; ++n) {
+        T sum = T(0);
+        for (int64_t s = n * K; s < (n + 1) * K; ++s) {
+          const T* x = v + 3 * s;
+          dp[s] = std::sqrt(x[0] * x[0] + x[1] * x[1] + x[2] * x[2]);
+          T e, de;
+          envelope<T>(dp[s], e, de);
+          sum += e;
+        }
+        es[n] = sum;
       }
     });
   }
 
-  // ∂E/∂v from ∂E/∂monomials, ∂E/∂basis, the constant ∂E/∂u (coordination term) and any
-  // direct ∂E/∂r (tabulated radial functions):
-  //   ∂E/∂v = (g_û − (g_û·û) û)/r + g_r û,  g_r = Σ_n g_n (b_n' u + b_n u') + g_u u' + ∂E/∂r
+  // Spherical harmonics Y (n, (lmax_sh+1)²) and, with ``nb`` > 0, the enveloped Bessel basis
+  // (n, nb) of the n slots from s0. Built per chunk of centres, so that no whole-system
+  // (slots × 16) buffer is held: for 10⁵–10⁶ atoms those buffers were most of the memory.
   template <typename T>
-  void edge_backward(const Tensor& vectors, const Tensor& g_mono, const Tensor& g_basis,
-                     T g_env, const Tensor& g_dist, Tensor& g_vec) const {
-    const int64_t S = vectors.size(0) * vectors.size(1), U = g_mono.size(1), nb = g_basis.size(1);
-    const T* v = vectors.data_ptr<T>();
-    const T *gm = g_mono.data_ptr<T>(), *gb = g_basis.data_ptr<T>(), *gd = g_dist.data_ptr<T>();
-    T* gv = g_vec.data_ptr<T>();
-    at::parallel_for(0, S, 256, [&](int64_t s0, int64_t s1) {
+  void slot_geometry(const Tensor& vectors, int64_t s0, int64_t n, int64_t nb, Tensor& Y,
+                     Tensor& basis) const {
+    const int64_t U = sh_coeff_.size(0);
+    const auto opts = vectors.options();
+    Tensor mono = at::empty({n, U}, opts);
+    basis = at::empty({n, nb}, opts);
+    const T* v = vectors.data_ptr<T>() + 3 * s0;
+    T *mp = mono.data_ptr<T>(), *bp = basis.data_ptr<T>();
+    at::parallel_for(0, n, 256, [&](int64_t a, int64_t b) {
       T pw[3][8];
-      for (int64_t s = s0; s < s1; ++s) {
+      for (int64_t s = a; s < b; ++s) {
+        T u[3];
+        const T r = unit_powers<T>(v + 3 * s, u, pw);
+        for (int64_t m = 0; m < U; ++m)
+          mp[s * U + m] = pw[0][exps_[3 * m]] * pw[1][exps_[3 * m + 1]] * pw[2][exps_[3 * m + 2]];
+        if (!nb) continue;
+        T e, de;
+        envelope<T>(r, e, de);
+        for (int64_t k = 0; k < nb; ++k)
+          bp[s * nb + k] = e == T(0) ? T(0) : T(pref_) * std::sin(T(freq_[k]) * r) / r * e;
+      }
+    });
+    Y = at::mm(mono, sh_coeff_);
+  }
+
+  // Adds to ∂E/∂v of the n slots from s0 the part coming from ∂E/∂monomials, ∂E/∂basis
+  // (nb > 0), the constant ∂E/∂u (coordination term) and a direct ∂E/∂r (g_dist, may be null):
+  //   ∂E/∂v += (g_û − (g_û·û) û)/r + g_r û,  g_r = Σ_n g_n (b_n' u + b_n u') + g_u u' + ∂E/∂r
+  // Linear in the incoming gradients, so each layer (and chunk) adds its own share.
+  template <typename T>
+  void edge_backward(const Tensor& vectors, int64_t s0, int64_t n, const T* gm, const T* gb,
+                     int64_t nb, T g_env, const T* gd, T* gv) const {
+    const int64_t U = sh_coeff_.size(0);
+    const T* v = vectors.data_ptr<T>() + 3 * s0;
+    gv += 3 * s0;
+    at::parallel_for(0, n, 256, [&](int64_t a, int64_t b) {
+      T pw[3][8];
+      for (int64_t s = a; s < b; ++s) {
         T u[3];
         const T r = unit_powers<T>(v + 3 * s, u, pw);
         T e, de;
         envelope<T>(r, e, de);
-        if (e == T(0) && de == T(0)) {  // beyond the cutoff (empty slots): no gradient
-          gv[3 * s] = gv[3 * s + 1] = gv[3 * s + 2] = T(0);
-          continue;
-        }
+        if (e == T(0) && de == T(0)) continue;  // beyond the cutoff (empty slots): no gradient
         T gu[3] = {T(0), T(0), T(0)};
         for (int64_t m = 0; m < U; ++m) {
           const T g = gm[s * U + m];
-          const int64_t a = exps_[3 * m], b = exps_[3 * m + 1], c = exps_[3 * m + 2];
-          if (a) gu[0] += g * T(a) * pw[0][a - 1] * pw[1][b] * pw[2][c];
-          if (b) gu[1] += g * T(b) * pw[0][a] * pw[1][b - 1] * pw[2][c];
-          if (c) gu[2] += g * T(c) * pw[0][a] * pw[1][b] * pw[2][c - 1];
+          const int64_t x = exps_[3 * m], y = exps_[3 * m + 1], z = exps_[3 * m + 2];
+          if (x) gu[0] += g * T(x) * pw[0][x - 1] * pw[1][y] * pw[2][z];
+          if (y) gu[1] += g * T(y) * pw[0][x] * pw[1][y - 1] * pw[2][z];
+          if (z) gu[2] += g * T(z) * pw[0][x] * pw[1][y] * pw[2][z - 1];
         }
-        T gr = g_env * de + gd[s];
-        for (int64_t n = 0; n < nb; ++n) {
-          const T fr = T(freq_[n]) * r, sn = std::sin(fr), cs = std::cos(fr);
-          const T b = T(pref_) * sn / r, db = T(pref_) * (fr * cs - sn) / (r * r);
-          gr += gb[s * nb + n] * (db * e + b * de);
+        T gr = g_env * de + (gd ? gd[s] : T(0));
+        for (int64_t k = 0; k < nb; ++k) {
+          const T fr = T(freq_[k]) * r, sn = std::sin(fr), cs = std::cos(fr);
+          const T bk = T(pref_) * sn / r, dbk = T(pref_) * (fr * cs - sn) / (r * r);
+          gr += gb[s * nb + k] * (dbk * e + bk * de);
         }
         const T radial = gu[0] * u[0] + gu[1] * u[1] + gu[2] * u[2];
-        for (int a = 0; a < 3; ++a) gv[3 * s + a] = (gu[a] - radial * u[a]) / r + gr * u[a];
+        for (int c = 0; c < 3; ++c) gv[3 * s + c] += (gu[c] - radial * u[c]) / r + gr * u[c];
       }
     });
   }
 
-  // R for slots [s0, s0+n): from the table, or the MLP (keeping pre-activations if asked).
+  // R for the n slots from s0 (basis: theirs): from the table, or the MLP (keeping
+  // pre-activations if asked).
   template <typename T>
   Tensor radial(const Layer& L, const Tensor& basis, const Tensor& dist, int64_t s0, int64_t n,
                 std::vector<Tensor>* pre) const {
     if (L.table_y.defined()) {
-      Tensor R = at::empty({n, L.table_y.size(1)}, basis.options());
+      Tensor R = at::empty({n, L.table_y.size(1)}, dist.options());
       table_rows<T>(L, dist.data_ptr<T>() + s0, n, R.data_ptr<T>(), nullptr, nullptr);
       return R;
     }
-    return radial_mlp(L, basis.narrow(0, s0, n), pre);
+    return radial_mlp(L, basis, pre);
   }
 
   static Tensor radial_mlp(const Layer& L, const Tensor& x, std::vector<Tensor>* pre) {
@@ -433,72 +460,165 @@ class InferenceEngine {
     return z;
   }
 
-  // Edge block forward: A = mixing(Σ_j TP(h_up_j, Y_ij, R_ij)), in chunks of centre atoms.
+  // Y and basis of centres [r0, r0+n): the pass's own when it ran as one chunk, else rebuilt.
   template <typename T>
-  Tensor edge_forward(const Layer& L, Saved& sv, const Tensor& Y, const Tensor& basis,
-                      const Tensor& dist, const Tensor& nbr, const Tensor& cnt, int64_t rows,
-                      bool keep) const {
-    const int64_t N = nbr.size(0), K = nbr.size(1), C = sv.h_up.size(2);
-    const int64_t P = L.tables.a0.size(), Dsh = Y.size(1), Din = sv.h_up.size(1);
-    Tensor columns = at::zeros({N, L.num_columns, C}, basis.options());
-    for (int64_t r0 = 0; r0 < N; r0 += rows) {
-      const int64_t n = std::min(rows, N - r0);
-      std::vector<Tensor> pre;
-      Tensor R = radial<T>(L, basis, dist, r0 * K, n * K, keep ? &pre : nullptr);
-      tp_forward_impl<T>(sv.h_up.data_ptr<T>(), Y.data_ptr<T>() + r0 * K * Dsh,
-                         R.data_ptr<T>(), nbr.data_ptr<int64_t>() + r0 * K,
-                         cnt.data_ptr<int64_t>() + r0, columns.data_ptr<T>() + r0 * L.num_columns * C,
-                         n, K, C, Din, Dsh, P, L.num_columns, L.tables);
-      if (keep) { sv.R = R; sv.pre = std::move(pre); }
+  void chunk_geometry(const Pass& pass, int64_t r0, int64_t n, Tensor& Y, Tensor& basis) const {
+    if (pass.keep) {
+      Y = pass.Y;
+      basis = pass.basis;
+      return;
     }
-    return per_component(columns.view({N, L.mix.size(0), -1}), L.mix);
+    const int64_t K = pass.nbr.size(1);
+    slot_geometry<T>(pass.vectors, r0 * K, n * K, pass.nb_used, Y, basis);
   }
 
-  // Edge block backward: accumulates ∂E/∂Y and ∂E/∂basis; returns ∂E/∂h_up (or undefined).
+  // One chunk of centres [r0, r0+n): its slots' Y, basis and R (with the MLP's
+  // pre-activations when ``pre`` is given), taken from the pass or the saved layer if kept.
+  struct Chunk {
+    int64_t r0 = 0, n = 0;
+    Tensor Y, basis, R;
+    std::vector<Tensor> pre;
+  };
+
   template <typename T>
-  Tensor edge_backward_layer(const Layer& L, Saved& sv, const Tensor& gA, const Tensor& Y,
-                             const Tensor& basis, const Tensor& dist, const Tensor& nbr,
-                             const Tensor& cnt, int64_t rows, bool need_h, Tensor& gY_total,
-                             Tensor& g_basis_total, Tensor& g_dist) const {
-    const int64_t N = nbr.size(0), K = nbr.size(1), C = gA.size(2);
-    const int64_t P = L.tables.a0.size(), Dsh = Y.size(1), Din = sv.h_up.size(1);
-    const int64_t Ns = sv.h_up.size(0);
-    Tensor g_columns = per_component(gA, L.mix_t);  // (N, D_A, P_max*C) = (N, columns, C)
-    Tensor gh_threads = need_h ? at::zeros({at::get_num_threads(), Ns, Din, C}, gA.options())
-                               : Tensor();
-    Tensor gY = at::empty({N * K, Dsh}, gA.options());
-    for (int64_t r0 = 0; r0 < N; r0 += rows) {
-      const int64_t n = std::min(rows, N - r0);
-      std::vector<Tensor> pre;
-      Tensor R;
-      if (sv.R.defined()) {
-        R = sv.R;
-        pre = sv.pre;
-      } else {
-        R = radial<T>(L, basis, dist, r0 * K, n * K, &pre);
-      }
-      Tensor gR = at::empty_like(R);
-      tp_backward_impl<T>(g_columns.data_ptr<T>() + r0 * L.num_columns * C,
-                          sv.h_up.data_ptr<T>(), Y.data_ptr<T>() + r0 * K * Dsh,
-                          R.data_ptr<T>(), nbr.data_ptr<int64_t>() + r0 * K,
-                          cnt.data_ptr<int64_t>() + r0,
-                          need_h ? gh_threads.data_ptr<T>() : nullptr,
-                          gY.data_ptr<T>() + r0 * K * Dsh, gR.data_ptr<T>(), Ns, n, K, C, Din,
-                          Dsh, P, L.num_columns, need_h, L.tables);
-      if (L.table_y.defined()) {
-        table_rows<T>(L, dist.data_ptr<T>() + r0 * K, n * K, nullptr, gR.data_ptr<T>(),
-                      g_dist.data_ptr<T>() + r0 * K);
-        continue;
-      }
-      Tensor g = gR.view({n * K, -1});
-      for (size_t i = L.mlp.size() - 1; i >= 1; --i) {
-        g = at::mm(g, L.mlp[i].t());
-        silu_grad_mul<T>(g, pre[i - 1]);
-      }
-      g_basis_total.narrow(0, r0 * K, n * K).add_(at::mm(g, L.mlp[0].t()));
+  Chunk chunk_edges(const Layer& L, Saved& sv, const Pass& pass, int64_t r0, int64_t n,
+                    bool with_pre) const {
+    Chunk c;
+    c.r0 = r0, c.n = n;
+    chunk_geometry<T>(pass, r0, n, c.Y, c.basis);
+    const int64_t K = pass.nbr.size(1);
+    if (sv.R.defined()) {
+      c.R = sv.R;
+      c.pre = sv.pre;
+    } else {
+      c.R = radial<T>(L, c.basis, pass.dist, r0 * K, n * K, with_pre ? &c.pre : nullptr);
     }
-    gY_total.add_(gY);
-    return need_h ? gh_threads.sum(0) : Tensor();
+    return c;
+  }
+
+  // A of the chunk's centres: mixing(Σ_j TP(h_up_j, Y_ij, R_ij)), (n, D_A, C). The TP columns
+  // (D_A·P_max per channel, the largest per-atom buffer) exist per chunk only.
+  template <typename T>
+  Tensor chunk_A(const Layer& L, const Saved& sv, const Pass& pass, const Chunk& c) const {
+    const int64_t K = pass.nbr.size(1), C = sv.h_up.size(2), D_A = L.mix.size(0);
+    Tensor columns = at::zeros({c.n, L.num_columns, C}, pass.dist.options());
+    tp_forward_impl<T>(sv.h_up.data_ptr<T>(), c.Y.data_ptr<T>(), c.R.data_ptr<T>(),
+                       pass.nbr.data_ptr<int64_t>() + c.r0 * K,
+                       pass.cnt.data_ptr<int64_t>() + c.r0, columns.data_ptr<T>(), c.n, K, C,
+                       sv.h_up.size(1), c.Y.size(1), L.tables.a0.size(), L.num_columns,
+                       L.tables);
+    return per_component(columns.view({c.n, D_A, -1}), L.mix);
+  }
+
+  // h_new of the chunk from its A: linear_out(SC(A)) + the element-dependent skip path of h.
+  template <typename T>
+  Tensor chunk_update(const Layer& L, const Tensor& A, const Tensor& h, const int64_t* z,
+                      const Chunk& c) const {
+    const int64_t C = A.size(2);
+    Tensor B = at::zeros({c.n, L.dim_b, C}, A.options());
+    std::vector<const int64_t*> f, o;
+    std::vector<const T*> vals;
+    sc_pointers<T>(L, f, o, vals);
+    sc_forward_impl<T>(A.data_ptr<T>(), z + c.r0, B.data_ptr<T>(), c.n, A.size(1), C, L.dim_b,
+                       f, o, vals, L.sc_entries);
+    Tensor h_new = per_component(B, L.out);
+    if (L.sc.defined())
+      add_selected<T>(h_new, per_component(h.narrow(0, c.r0, c.n), L.sc), z + c.r0, C);
+    return h_new;
+  }
+
+  template <typename T>
+  static void sc_pointers(const Layer& L, std::vector<const int64_t*>& f,
+                          std::vector<const int64_t*>& o, std::vector<const T*>& vals) {
+    for (size_t v = 0; v < L.sc_factors.size(); ++v) {
+      f.push_back(L.sc_factors[v].data_ptr<int64_t>());
+      o.push_back(L.sc_outputs[v].data_ptr<int64_t>());
+      vals.push_back(L.sc_values[v].data_ptr<T>());
+    }
+  }
+
+  // The chunk's backward from Gc = ∂E/∂h_new of its centres: through linear_out, the SC and
+  // the edge block. Adds the chunk's share of ∂E/∂vectors to g_vec, of ∂E/∂h_up to the
+  // per-thread rows gh_threads (if defined) and of the skip path to g_in (if defined).
+  template <typename T>
+  void chunk_backward(const Layer& L, const Saved& sv, const Pass& pass, const Chunk& c,
+                      const Tensor& A, const Tensor& Gc, const int64_t* z, T g_env,
+                      Tensor& gh_threads, Tensor& g_in, Tensor& g_vec) const {
+    const int64_t K = pass.nbr.size(1), C = A.size(2), S = c.n * K;
+    Tensor gB = per_component(Gc, L.out_t);
+    Tensor gA = at::zeros_like(A);
+    std::vector<const int64_t*> f, o;
+    std::vector<const T*> vals;
+    sc_pointers<T>(L, f, o, vals);
+    sc_backward_impl<T>(gB.data_ptr<T>(), A.data_ptr<T>(), z + c.r0, gA.data_ptr<T>(), c.n,
+                        A.size(1), C, L.dim_b, f, o, vals, L.sc_entries);
+    if (g_in.defined() && L.sc.defined()) {
+      Tensor rows = g_in.narrow(0, c.r0, c.n);
+      add_selected<T>(rows, per_component(Gc, L.sc_t), z + c.r0, C);
+    }
+    Tensor g_columns = per_component(gA, L.mix_t);  // (n, D_A, P_max·C) = (n, columns, C)
+    const int64_t Dsh = c.Y.size(1), Ns = sv.h_up.size(0);
+    const bool need_h = gh_threads.defined();
+    Tensor gY = at::empty({S, Dsh}, A.options()), gR = at::empty_like(c.R);
+    tp_backward_impl<T>(g_columns.data_ptr<T>(), sv.h_up.data_ptr<T>(), c.Y.data_ptr<T>(),
+                        c.R.data_ptr<T>(), pass.nbr.data_ptr<int64_t>() + c.r0 * K,
+                        pass.cnt.data_ptr<int64_t>() + c.r0,
+                        need_h ? gh_threads.data_ptr<T>() : nullptr, gY.data_ptr<T>(),
+                        gR.data_ptr<T>(), Ns, c.n, K, C, sv.h_up.size(1), Dsh,
+                        L.tables.a0.size(), L.num_columns, need_h, L.tables);
+    Tensor g_mono = at::mm(gY, sh_coeff_.t());
+    if (L.table_y.defined()) {
+      Tensor g_dist = at::zeros({S}, A.options());
+      table_rows<T>(L, pass.dist.data_ptr<T>() + c.r0 * K, S, nullptr, gR.data_ptr<T>(),
+                    g_dist.data_ptr<T>());
+      edge_backward<T>(pass.vectors, c.r0 * K, S, g_mono.data_ptr<T>(), nullptr, 0, g_env,
+                       g_dist.data_ptr<T>(), g_vec.data_ptr<T>());
+      return;
+    }
+    Tensor g = gR.view({S, -1});
+    for (size_t i = L.mlp.size() - 1; i >= 1; --i) {
+      g = at::mm(g, L.mlp[i].t());
+      silu_grad_mul<T>(g, c.pre[i - 1]);
+    }
+    Tensor g_basis = at::mm(g, L.mlp[0].t()).contiguous();
+    edge_backward<T>(pass.vectors, c.r0 * K, S, g_mono.data_ptr<T>(), g_basis.data_ptr<T>(),
+                     g_basis.size(1), g_env, nullptr, g_vec.data_ptr<T>());
+  }
+
+  // ∂E/∂s of the readout (s = h_new's scalars), E = scale·Σ readout(s): (n, C).
+  template <typename T>
+  Tensor readout_gradient(const Layer& L, const Tensor& readout_pre, int64_t n) const {
+    if (L.readout.size() == 1) return (T(scale_) * L.readout[0].t()).expand({n, -1}).contiguous();
+    Tensor gz = (T(scale_) * L.readout[1].t()).expand({n, L.readout[1].size(0)}).contiguous();
+    silu_grad_mul<T>(gz, readout_pre);
+    return at::mm(gz, L.readout[0].t());
+  }
+
+  // Readout of scalars s into ``interaction`` rows (and the features); returns the
+  // pre-activation of a hidden readout layer (or undefined).
+  static Tensor readout(const Layer& L, const Tensor& s, Tensor interaction, Tensor feats) {
+    Tensor pre, x = s;
+    if (L.readout.size() > 1) {
+      pre = at::mm(s, L.readout[0]);
+      x = at::silu(pre);
+    }
+    interaction.add_(at::mm(x, L.readout.back()));
+    if (feats.defined()) feats.copy_(x);
+    return pre;
+  }
+
+  // After a layer's chunks: g_in (N_all, D_in, C) gets ∂E/∂h through linear_up, then the
+  // ghosts' rows go to their owners. Returns the centres' rows: G of the layer before.
+  static Tensor finish_input_gradient(const Layer& L, Tensor& g_in, Tensor& gh_threads,
+                                      GhostExchange* ghosts, int64_t N) {
+    Tensor gh_up = gh_threads.size(0) == 1 ? gh_threads.select(0, 0) : gh_threads.sum(0);
+    gh_threads = Tensor();
+    if (L.up.defined())
+      g_in.narrow(1, 0, L.up_t.size(0)).add_(per_component(gh_up, L.up_t));
+    else
+      g_in.add_(gh_up);
+    if (ghosts) ghosts->reverse(g_in);
+    return g_in.narrow(0, 0, N);
   }
 
   template <typename T>
@@ -506,148 +626,152 @@ class InferenceEngine {
                                const Tensor& species, bool gradient, GhostExchange* ghosts,
                                bool features) const {
     Pass pass;
-    auto out = forward_impl<T>(pass, vectors, nbr, cnt, species, ghosts, features);
+    auto out = forward_impl<T>(pass, vectors, nbr, cnt, species, ghosts, features, gradient);
     if (!gradient) return {out[0], Tensor(), out[1]};
-    return {out[0], backward_impl<T>(pass, ghosts, Tensor()), out[1]};
+    return {out[0], backward_impl<T>(pass, ghosts, Tensor(), true), out[1]};
   }
 
   // Forward pass: [atomic energies (N,), readout features or undefined, the last layer's
-  // scalars h^(T)_{i,0} (N, C)]; ``pass`` keeps what backward_impl needs.
+  // scalars h^(T)_{i,0} (N, C) or undefined]; ``pass`` keeps what backward_impl needs.
+  //
+  // Memory (what lets 10⁶ atoms fit in 24 GB): only per-atom node tensors are whole; every
+  // per-slot buffer (Y, R, the TP columns and their gradients) exists per chunk of centres.
+  // A layer's A (N, D_A, C) is kept only when the pass is a single chunk (a small system);
+  // otherwise the backward pass rebuilds it chunk by chunk from the Y and R it rebuilds
+  // anyway. With ``fuse`` (the caller wants dE/dvectors of the energies alone), the last layer
+  // runs its backward pass chunk by chunk right after its forward pass: its A is never whole.
   template <typename T>
   std::vector<Tensor> forward_impl(Pass& pass, const Tensor& vectors, const Tensor& nbr,
                                    const Tensor& cnt, const Tensor& species,
-                                   GhostExchange* ghosts, bool features) const {
+                                   GhostExchange* ghosts, bool features, bool fuse) const {
     const int64_t N = nbr.size(0), K = nbr.size(1), S = N * K, C = embedding_.size(1);
     const int64_t n_all = species.size(0);  // centres first, then ghosts
-    const int64_t U = sh_coeff_.size(0), nb = freq_.size();
-    const int64_t rows = std::max<int64_t>(1, chunk_slots_ / std::max<int64_t>(K, 1));
-    const bool keep = rows >= N;  // one chunk: keep R for the backward pass
+    const int64_t T_layers = int64_t(layers_.size());
     const auto opts = vectors.options();
     const int64_t* z = species.data_ptr<int64_t>();
 
     bool mlp_layers = false;  // the Bessel basis is only needed by layers without a table
     for (const Layer& L : layers_) mlp_layers = mlp_layers || !L.table_y.defined();
-    const int64_t nb_used = mlp_layers ? nb : 0;
-    Tensor mono = at::empty({S, U}, opts), basis = at::empty({S, nb_used}, opts);
-    Tensor env = at::empty({N, K}, opts), dist = at::empty({S}, opts);
-    edge_features<T>(vectors, mono, basis, env, dist);
-    Tensor Y = at::mm(mono, sh_coeff_);  // (S, (lmax_sh+1)^2)
+    pass.vectors = vectors, pass.nbr = nbr, pass.cnt = cnt, pass.species = species;
+    pass.nb_used = mlp_layers ? int64_t(freq_.size()) : 0;
+    pass.rows = std::max<int64_t>(1, chunk_slots_ / std::max<int64_t>(K, 1));
+    pass.keep = pass.rows >= N;  // one chunk: keep Y, basis, R and A for the backward pass
+    pass.dist = at::empty({S}, opts);
+    Tensor env_sum = at::empty({N}, opts);
+    slot_lengths<T>(vectors, pass.dist, env_sum);
+    if (pass.keep) slot_geometry<T>(vectors, 0, S, pass.nb_used, pass.Y, pass.basis);
 
-    std::vector<Saved> saved(layers_.size());
-    std::vector<Tensor> feats;  // readout features per layer (only if asked for)
+    std::vector<Saved>& saved = pass.saved;
+    saved.assign(layers_.size(), Saved());
+    int64_t width = 0;
+    for (const Layer& L : layers_) width += L.readout.back().size(0);
+    Tensor feats = features ? at::empty({N, width}, opts) : Tensor();
     Tensor h = embedding_.index_select(0, species).unsqueeze(1);  // (N_all, 1, C)
     Tensor interaction = at::zeros({N, 1}, opts);
     Tensor last_scalars;
-    for (size_t t = 0; t < layers_.size(); ++t) {
+    int64_t column = 0;
+    for (int64_t t = 0; t < T_layers; ++t) {
       const Layer& L = layers_[t];
       Saved& sv = saved[t];
       sv.h_in = h;
       sv.h_up = L.up.defined() ? per_component(h, L.up) : h.contiguous();
-      sv.A = edge_forward<T>(L, sv, Y, basis, dist, nbr, cnt, rows, keep);
-      Tensor B = at::zeros({N, L.dim_b, C}, opts);
-      {
-        std::vector<const int64_t*> f, o;
-        std::vector<const T*> vals;
-        for (size_t v = 0; v < L.sc_factors.size(); ++v) {
-          f.push_back(L.sc_factors[v].data_ptr<int64_t>());
-          o.push_back(L.sc_outputs[v].data_ptr<int64_t>());
-          vals.push_back(L.sc_values[v].data_ptr<T>());
-        }
-        sc_forward_impl<T>(sv.A.data_ptr<T>(), z, B.data_ptr<T>(), N, sv.A.size(1), C, L.dim_b,
-                           f, o, vals, L.sc_entries);
+      const int64_t w = L.readout.back().size(0);
+      Tensor feats_t = features ? feats.narrow(1, column, w) : Tensor();
+      column += w;
+      if (fuse && t + 1 == T_layers) {
+        fused_last_layer<T>(L, sv, pass, h, t, interaction, feats_t, ghosts);
+        break;
       }
-      Tensor h_new = per_component(B, L.out);
-      if (L.sc.defined()) add_selected<T>(h_new, per_component(h.narrow(0, 0, N), L.sc), z, C);
+      Tensor h_new = at::empty({N, L.out.size(0), C}, opts);
+      for (int64_t r0 = 0; r0 < N; r0 += pass.rows) {
+        Chunk c = chunk_edges<T>(L, sv, pass, r0, std::min(pass.rows, N - r0), pass.keep);
+        Tensor A = chunk_A<T>(L, sv, pass, c);
+        if (pass.keep) sv.A = A, sv.R = c.R, sv.pre = std::move(c.pre);
+        h_new.narrow(0, r0, c.n).copy_(chunk_update<T>(L, A, h, z, c));
+      }
       Tensor s = h_new.select(1, 0);
       last_scalars = s;
-      if (L.readout.size() == 1) {
-        interaction.add_(at::mm(s, L.readout[0]));
-        if (features) feats.push_back(s);
-      } else {
-        sv.readout_pre = at::mm(s, L.readout[0]);
-        Tensor a = at::silu(sv.readout_pre);
-        interaction.add_(at::mm(a, L.readout[1]));
-        if (features) feats.push_back(a);
-      }
+      sv.readout_pre = readout(L, s, interaction, feats_t);
       h = h_new;
-      if (ghosts && t + 1 < layers_.size()) {
+      if (ghosts && t + 1 < T_layers) {
         h = at::empty({n_all, h_new.size(1), C}, opts);
         h.narrow(0, 0, N).copy_(h_new);
         ghosts->forward(h);
       }
     }
     Tensor atomic = e0_.index_select(0, species.narrow(0, 0, N)) +
-                    T(scale_) * interaction.squeeze(1) +
-                    T(shift_ * inv_avg_) * env.sum(1);
-    pass.vectors = vectors, pass.nbr = nbr, pass.cnt = cnt, pass.species = species;
-    pass.Y = Y, pass.basis = basis, pass.dist = dist;
-    pass.saved = std::move(saved);
-    pass.rows = rows, pass.keep = keep;
-    return {atomic, features ? at::cat(feats, 1) : Tensor(), last_scalars};
+                    T(scale_) * interaction.squeeze(1) + T(shift_ * inv_avg_) * env_sum;
+    return {atomic, feats, last_scalars};
+  }
+
+  // The last layer's forward and backward passes, chunk by chunk (forward_impl with fuse):
+  // adds its energies to ``interaction``, its share of ∂E/∂vectors to pass.g_vec and leaves
+  // ∂E/∂h of the layer before in pass.G.
+  template <typename T>
+  void fused_last_layer(const Layer& L, Saved& sv, Pass& pass, const Tensor& h, int64_t t,
+                        Tensor& interaction, Tensor& feats_t, GhostExchange* ghosts) const {
+    const int64_t N = pass.nbr.size(0), C = embedding_.size(1);
+    const int64_t* z = pass.species.data_ptr<int64_t>();
+    const auto opts = pass.vectors.options();
+    const bool need_h = t > 0;
+    Tensor gh_threads = need_h ? at::zeros({at::get_num_threads(), sv.h_up.size(0),
+                                            sv.h_up.size(1), C}, opts)
+                               : Tensor();
+    Tensor g_in = need_h ? at::zeros_like(sv.h_in) : Tensor();
+    const T g_env = t == 0 ? T(shift_ * inv_avg_) : T(0);
+    pass.g_vec = at::zeros_like(pass.vectors);
+    for (int64_t r0 = 0; r0 < N; r0 += pass.rows) {
+      Chunk c = chunk_edges<T>(L, sv, pass, r0, std::min(pass.rows, N - r0), true);
+      Tensor A = chunk_A<T>(L, sv, pass, c);
+      Tensor s = chunk_update<T>(L, A, h, z, c).select(1, 0);
+      Tensor pre = readout(L, s, interaction.narrow(0, r0, c.n),
+                           feats_t.defined() ? feats_t.narrow(0, r0, c.n) : Tensor());
+      Tensor Gc = at::zeros({c.n, L.out.size(0), C}, opts);
+      Gc.select(1, 0).copy_(readout_gradient<T>(L, pre, c.n));
+      chunk_backward<T>(L, sv, pass, c, A, Gc, z, g_env, gh_threads, g_in, pass.g_vec);
+    }
+    sv = Saved();  // h_up: done with it before finish_input_gradient allocates
+    if (need_h) pass.G = finish_input_gradient(L, g_in, gh_threads, ghosts, N);
+    pass.fused = true;
   }
 
   // dE/dvectors (N, K, 3) of the pass's energies plus, with ``g_last`` (N, C) defined, of
   // Σ_i g_last[i]·h^(T)_{i,0}: the gradient of anything computed from the last scalars
-  // (long-range charges) comes through the same backward pass.
+  // (long-range charges) comes through the same backward pass. With ``release`` the pass is
+  // used up: each layer's saved tensors are freed once the backward pass is done with them.
   template <typename T>
-  Tensor backward_impl(Pass& pass, GhostExchange* ghosts, const Tensor& g_last) const {
-    const Tensor &vectors = pass.vectors, &nbr = pass.nbr, &cnt = pass.cnt;
-    const Tensor &Y = pass.Y, &basis = pass.basis, &dist = pass.dist;
-    std::vector<Saved>& saved = pass.saved;
-    const int64_t N = nbr.size(0), K = nbr.size(1), S = N * K, C = embedding_.size(1);
-    const int64_t nb_used = basis.size(1), rows = pass.rows;
-    const auto opts = vectors.options();
+  Tensor backward_impl(Pass& pass, GhostExchange* ghosts, const Tensor& g_last,
+                       bool release) const {
+    TORCH_CHECK(!(pass.fused && g_last.defined()), "a fused pass has no g_last seed");
+    const int64_t N = pass.nbr.size(0), C = embedding_.size(1);
+    const int64_t T_layers = int64_t(layers_.size());
+    const auto opts = pass.vectors.options();
     const int64_t* z = pass.species.data_ptr<int64_t>();
-
-    Tensor gY = at::zeros({S, Y.size(1)}, opts), g_basis = at::zeros({S, nb_used}, opts);
-    Tensor g_dist = at::zeros({S}, opts);
-    Tensor G;  // ∂E/∂h_new of the current layer (through later layers)
-    for (int64_t t = int64_t(layers_.size()) - 1; t >= 0; --t) {
+    Tensor g_vec = pass.fused ? pass.g_vec : at::zeros_like(pass.vectors);
+    Tensor G = pass.G;  // ∂E/∂h_new of layer t through the later layers
+    for (int64_t t = T_layers - (pass.fused ? 2 : 1); t >= 0; --t) {
       const Layer& L = layers_[t];
-      Saved& sv = saved[t];
-      const int64_t d_out = L.out.size(0);
-      if (!G.defined()) G = at::zeros({N, d_out, C}, opts);
-      // readout: ∂E/∂y = scale for every atom
-      Tensor g_s;
-      if (L.readout.size() == 1) {
-        g_s = (T(scale_) * L.readout[0].t()).expand({N, C});
-      } else {
-        Tensor gz = (T(scale_) * L.readout[1].t()).expand({N, L.readout[1].size(0)}).contiguous();
-        silu_grad_mul<T>(gz, sv.readout_pre);
-        g_s = at::mm(gz, L.readout[0].t());
-      }
-      G.select(1, 0).add_(g_s);
-      if (g_last.defined() && t + 1 == int64_t(layers_.size())) G.select(1, 0).add_(g_last);
-      Tensor gB = per_component(G, L.out_t);
-      Tensor gA = at::zeros_like(sv.A);
-      {
-        std::vector<const int64_t*> f, o;
-        std::vector<const T*> vals;
-        for (size_t v = 0; v < L.sc_factors.size(); ++v) {
-          f.push_back(L.sc_factors[v].data_ptr<int64_t>());
-          o.push_back(L.sc_outputs[v].data_ptr<int64_t>());
-          vals.push_back(L.sc_values[v].data_ptr<T>());
-        }
-        sc_backward_impl<T>(gB.data_ptr<T>(), sv.A.data_ptr<T>(), z, gA.data_ptr<T>(), N,
-                            sv.A.size(1), C, L.dim_b, f, o, vals, L.sc_entries);
-      }
+      Saved& sv = pass.saved[t];
+      if (!G.defined()) G = at::zeros({N, L.out.size(0), C}, opts);
+      G.select(1, 0).add_(readout_gradient<T>(L, sv.readout_pre, N));
+      if (g_last.defined() && t + 1 == T_layers) G.select(1, 0).add_(g_last);
       const bool need_h = t > 0;
-      Tensor gh_up = edge_backward_layer<T>(L, sv, gA, Y, basis, dist, nbr, cnt, rows, need_h,
-                                            gY, g_basis, g_dist);
+      Tensor gh_threads = need_h ? at::zeros({at::get_num_threads(), sv.h_up.size(0),
+                                              sv.h_up.size(1), C}, opts)
+                                 : Tensor();
+      Tensor g_in = need_h ? at::zeros_like(sv.h_in) : Tensor();
+      // the coordination term's ∂E/∂u is added once, with the first layer
+      const T g_env = t == 0 ? T(shift_ * inv_avg_) : T(0);
+      for (int64_t r0 = 0; r0 < N; r0 += pass.rows) {
+        Chunk c = chunk_edges<T>(L, sv, pass, r0, std::min(pass.rows, N - r0), true);
+        Tensor A = sv.A.defined() ? sv.A : chunk_A<T>(L, sv, pass, c);
+        chunk_backward<T>(L, sv, pass, c, A, G.narrow(0, r0, c.n), z, g_env, gh_threads, g_in,
+                          g_vec);
+      }
       if (!need_h) break;
-      Tensor g_in = at::zeros_like(sv.h_in);
-      Tensor g_centres = g_in.narrow(0, 0, N);
-      if (L.sc.defined()) add_selected<T>(g_centres, per_component(G, L.sc_t), z, C);
-      if (L.up.defined())
-        g_in.narrow(1, 0, L.up_t.size(0)).add_(per_component(gh_up, L.up_t));
-      else
-        g_in.add_(gh_up);
-      if (ghosts) ghosts->reverse(g_in);
-      G = g_in.narrow(0, 0, N);
+      G = finish_input_gradient(L, g_in, gh_threads, ghosts, N);
+      if (release) sv = Saved();
     }
-    Tensor g_mono = at::mm(gY, sh_coeff_.t());
-    Tensor g_vec = at::empty_like(vectors);
-    edge_backward<T>(vectors, g_mono, g_basis, T(shift_ * inv_avg_), g_dist, g_vec);
     return g_vec;
   }
 };
