@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import metatomic_ase
 import numpy as np
 import pytest
@@ -58,31 +60,44 @@ def test_metatomic_refuses_unknown_elements(files):
         atoms.get_potential_energy()
 
 
-def test_cli_export_and_a_fresh_process_loads_the_file(files, tmp_path):
+def test_cli_export_and_a_process_without_equipot_loads_the_file(files, tmp_path):
+    """The exported file and its extensions directory are all a host needs: a fresh process
+    that never imports equipot (only torch, metatomic and ASE) runs the model."""
     import subprocess
     import sys
 
     import ase.io
 
     from equipot.cli.main import main
+    from equipot.metatomic import extensions_directory
 
     eqp, _ = files
     out = tmp_path / "cli.pt"
     assert main(["metatomic", "export", str(eqp), "-o", str(out)]) == 0
+    libraries = list(extensions_directory(out).rglob("*.so"))
+    assert [p.name for p in libraries] == ["libequipot_metatomic.so"]
     atoms = random_crystal(6, seed=2)
     atoms.write(tmp_path / "atoms.xyz")
     script = (
-        "import equipot.metatomic, ase.io, metatomic_ase\n"
-        "equipot.metatomic.load_extension()\n"
+        "import sys, ase.io, metatomic_ase\n"
         f"atoms = ase.io.read({str(tmp_path / 'atoms.xyz')!r})\n"
-        f"atoms.calc = metatomic_ase.MetatomicCalculator({str(out)!r})\n"
+        f"atoms.calc = metatomic_ase.MetatomicCalculator({str(out)!r}, "
+        f"extensions_directory={str(extensions_directory(out))!r})\n"
         "print(repr(float(atoms.get_potential_energy())))\n"
+        "assert not any(name.startswith('equipot') for name in sys.modules), 'imported'\n"
+        "print(*sorted({line.split()[-1] for line in open('/proc/self/maps')\n"
+        "               if 'libequipot_metatomic' in line}))\n"
     )
     done = subprocess.run(
-        [sys.executable, "-W", "ignore", "-c", script], capture_output=True, text=True
+        [sys.executable, "-W", "ignore", "-c", script],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,  # not the repository: equipot is not importable by accident from here
     )
     assert done.returncode == 0, done.stderr[-3000:]
+    energy, loaded = done.stdout.split()[-2:]  # the library came from the extensions directory
+    assert Path(loaded).resolve().is_relative_to(extensions_directory(out).resolve()), loaded
     atoms = ase.io.read(tmp_path / "atoms.xyz")  # the positions the other process read
     atoms.calc = equipot.EquipotCalculator(str(eqp), dtype="float64")
     expected = atoms.get_potential_energy()
-    assert abs(float(done.stdout.split()[-1]) - expected) <= 1e-10 * abs(expected)
+    assert abs(float(energy) - expected) <= 1e-10 * abs(expected)

@@ -10,8 +10,9 @@ def add_parser(subparsers) -> None:
         "metatomic",
         help="export a model in the metatomic format (i-PI, PLUMED, ASE's metatomic calculator)",
         description="Write MODEL as a metatomic TorchScript model that runs equipot's C++ "
-        "inference engine (pip install 'equipot[metatomic]'). Load it in a Python process "
-        "after `equipot.metatomic.load_extension()`.",
+        "inference engine (pip install 'equipot[metatomic]'), and the engine's TorchScript "
+        "library into <out>-extensions/ beside it: load the model with that directory as "
+        "metatomic's extensions directory (no equipot needed there).",
     )
     sub = p.add_subparsers(dest="metatomic_command", required=True)
     e = sub.add_parser("export", help="write MODEL as a metatomic model file")
@@ -20,8 +21,10 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from equipot.metatomic import export_metatomic
+    from equipot.metatomic import export_metatomic, extensions_directory
 
     out = export_metatomic(args.model, args.out)
-    print(f"wrote {out}: load it after `equipot.metatomic.load_extension()`")
+    print(f"wrote {out} and its engine library in {extensions_directory(out)}/ (metatomic's")
+    print("extensions directory: `MetatomicCalculator(model, extensions_directory=...)` in")
+    print("Python, the engine's extensions option elsewhere)")
     return 0

@@ -30,7 +30,6 @@ _HEADERS = [
     _HERE / "tp_sc.h",
     _HERE / "engine.h",
     _HERE / "engine_tensors.h",
-    _HERE / "engine_op.h",
     _HERE / "zbl.h",
     _HERE / "second_order.h",
     _HERE / "edge_geometry.h",

@@ -1,13 +1,11 @@
 // Python binding of the whole-model inference engine (engine.h), built from the tensors of
-// pack_engine() (equipot/model/inference.py; engine_tensors.h). The same library registers
-// the engine as a TorchScript class and operator (engine_op.h: torch.classes.equipot.Engine,
-// torch.ops.equipot.atomic_energies) for the metatomic export.
+// pack_engine() (equipot/model/inference.py; engine_tensors.h). The TorchScript class and
+// operator of the metatomic export are a library of their own (engine_library.cpp).
 
 #include <torch/extension.h>
 
 #include <optional>
 
-#include "engine_op.h"
 #include "engine_tensors.h"
 
 namespace py = pybind11;

@@ -4,19 +4,23 @@ it: i-PI, PLUMED, ASE's metatomic calculator, LAMMPS-metatomic.
 An exported file is a TorchScript :class:`metatomic.torch.AtomisticModel` around
 :class:`~equipot.metatomic.module.EquipotEngineModule`: a few lines of TorchScript that call
 equipot's C++ inference engine (the TorchScript class ``torch.classes.equipot.Engine`` and the
-operator ``torch.ops.equipot.atomic_energies``, registered by equipot's CPU kernels). The
-engine is rebuilt on load from the packed tensors stored in the file
-(:func:`equipot.model.inference.pack_engine`, the tensors the LAMMPS plugin reads), so the
-model is the same function as the ASE calculator's, ZBL repulsion included; forces and stress
-come from metatomic's autograd through the engine's own backward pass.
+operator ``torch.ops.equipot.atomic_energies``). The engine is rebuilt on load from the packed
+tensors stored in the file (:func:`equipot.model.inference.pack_engine`, the tensors the LAMMPS
+plugin reads), so the model is the same function as the ASE calculator's, ZBL repulsion
+included; forces and stress come from metatomic's autograd through the engine's own backward
+pass. Float64, CPU.
 
-Loading needs the operator: call :func:`equipot.metatomic.load_extension` before metatomic
-loads the file (``MetatomicCalculator(path)``, ``load_atomistic_model``), in a Python process;
-without it metatomic reports missing TorchScript extensions. Float64, CPU.
+The class and operator live in a small library of their own, compiled against libtorch alone
+(:func:`~equipot.metatomic.build.build_library`; no Python inside). The export copies it into
+``<model>-extensions/`` beside the file (metatomic's ``collect_extensions``), so a process
+without equipot loads the model with ``extensions_directory`` pointing there (Python:
+``MetatomicCalculator(path, extensions_directory=...)``; C++ engines: their extensions
+option). In a process that has equipot, :func:`load_extension` loads the library instead.
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import torch
@@ -24,20 +28,26 @@ import torch
 from equipot.model.energy_model import EnergyModel
 
 
-def load_extension() -> None:
-    """Register ``torch.classes.equipot.Engine`` / ``torch.ops.equipot.atomic_energies``
-    (equipot's CPU kernels, compiled on first use)."""
-    from equipot.kernels import cpu_kernels
+def load_extension() -> Path:
+    """Register ``torch.classes.equipot.Engine`` / ``torch.ops.equipot.atomic_energies`` in this
+    process (the library is compiled on first use) and return the library's path."""
+    from equipot.metatomic.build import build_library
 
-    if cpu_kernels() is None:
-        raise RuntimeError(
-            "equipot's C++ kernels are unavailable (EQUIPOT_KERNELS=0 or no compiler): the "
-            "metatomic export runs the model through them"
-        )
+    library = build_library()
+    if str(library) not in torch.ops.loaded_libraries:
+        torch.ops.load_library(str(library))
+    return library
+
+
+def extensions_directory(out: str | Path) -> Path:
+    """Where :func:`export_metatomic` puts the libraries a model file ``out`` needs."""
+    out = Path(out)
+    return out.with_name(f"{out.stem}-extensions")
 
 
 def export_metatomic(model: EnergyModel | str | Path, out: str | Path) -> Path:
-    """Write ``model`` (or the model file it names) as a metatomic model file ``out``."""
+    """Write ``model`` (or the model file it names) as a metatomic model file ``out``, and the
+    engine library it needs into :func:`extensions_directory` (replaced if it exists)."""
     from metatomic.torch import AtomisticModel, ModelCapabilities, ModelMetadata, ModelOutput
 
     from equipot.calculator import frozen_copy
@@ -68,5 +78,14 @@ def export_metatomic(model: EnergyModel | str | Path, out: str | Path) -> Path:
     )
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    AtomisticModel(module, metadata, capabilities).save(str(out))
+    library = load_extension()
+    if not library.resolve().is_relative_to(Path(sys.prefix).resolve()):
+        raise RuntimeError(
+            f"equipot's TorchScript library was built in {library.parent} because the Python "
+            f"prefix {sys.prefix} is read-only; metatomic collects extensions only from inside "
+            "the prefix: export from an environment you can write to (a virtualenv)"
+        )
+    AtomisticModel(module, metadata, capabilities).save(
+        str(out), collect_extensions=str(extensions_directory(out))
+    )
     return out
