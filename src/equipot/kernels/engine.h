@@ -115,6 +115,8 @@ struct GhostExchange {
 
 class InferenceEngine {
  public:
+  static constexpr int64_t kChunkBytes = int64_t(8) << 20;
+
   InferenceEngine(double r_max, int64_t envelope_p, std::vector<double> frequencies,
                   double prefactor, Tensor sh_coefficients, std::vector<int64_t> sh_exponents,
                   int64_t lmax_sh, double inv_avg, double scale, double shift, Tensor e0,
@@ -159,6 +161,8 @@ class InferenceEngine {
       L.sc_t = sc_t.contiguous();
     }
     for (auto& w : readout) L.readout.push_back(w.contiguous());
+    radial_width_ = std::max<int64_t>(
+        radial_width_, L.table_y.defined() ? L.table_y.size(1) : L.mlp.back().size(1));
     layers_.push_back(std::move(L));
   }
 
@@ -262,6 +266,7 @@ class InferenceEngine {
   double inv_avg_, scale_, shift_;
   Tensor e0_, embedding_;
   int64_t chunk_slots_;
+  int64_t radial_width_ = 1;  // the widest layer's R per slot (paths × channels)
   double step_;  // node spacing of the radial tables
   std::vector<Layer> layers_;
 
@@ -654,8 +659,17 @@ class InferenceEngine {
     for (const Layer& L : layers_) mlp_layers = mlp_layers || !L.table_y.defined();
     pass.vectors = vectors, pass.nbr = nbr, pass.cnt = cnt, pass.species = species;
     pass.nb_used = mlp_layers ? int64_t(freq_.size()) : 0;
+    // Up to chunk_slots slots the pass is one chunk that keeps Y, basis, R and A for the
+    // backward pass. Beyond, chunks are small enough that the largest per-chunk buffers (R and
+    // ∂E/∂R, slots × radial_width) stay under kChunkBytes: glibc serves larger blocks with
+    // fresh mmap pages on every allocation (page faults took up to a third of a 32,000-atom
+    // step with 16,384-slot chunks), and smaller ones stay in cache.
     pass.rows = std::max<int64_t>(1, chunk_slots_ / std::max<int64_t>(K, 1));
-    pass.keep = pass.rows >= N;  // one chunk: keep Y, basis, R and A for the backward pass
+    pass.keep = pass.rows >= N;
+    if (!pass.keep) {
+      const int64_t budget = kChunkBytes / (radial_width_ * int64_t(sizeof(T)));
+      pass.rows = std::max<int64_t>(1, std::min(pass.rows, budget / std::max<int64_t>(K, 1)));
+    }
     pass.dist = at::empty({S}, opts);
     Tensor env_sum = at::empty({N}, opts);
     slot_lengths<T>(vectors, pass.dist, env_sum);

@@ -64,7 +64,8 @@ class PairEquipot : public Pair {
   double exchange_seconds_ = 0.0;     // time in feature exchanges (reported by finish())
   double compute_seconds_ = 0.0;      // time in compute(), exchanges included
   bigint exchanged_values_ = 0;
-  bigint computes_ = 0;
+  bigint computes_ = 0;                // evaluations since the last finish()
+  bigint evaluations_ = 0;             // all evaluations (for the periodic heap release)
 
   void allocate();
   void exchange(at::Tensor &t, bool reverse);
