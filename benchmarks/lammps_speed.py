@@ -126,7 +126,7 @@ def _lammps(work: Path, ranks: int, threads: int, script: str = "in.bench") -> d
         row["steps_per_s"] = steps / seconds
     row["process_wall_s"] = float(re.findall(r"wall_s ([0-9.]+)", done.stderr)[-1])
     cpu = re.findall(r"([0-9.]+)% CPU use with", done.stdout)
-    if cpu:  # LAMMPS's "% CPU use": user CPU time / wall of the loop (system time not counted)
+    if cpu and steps:  # LAMMPS's "% CPU use": user time / wall of the loop (system not counted)
         row["user_cpu_percent"] = float(cpu[-1])
     times = re.findall(r"user_s ([0-9.]+) sys_s ([0-9.]+)", done.stderr)
     if times:  # whole process (setup included), all ranks: kernel time = page faults etc.

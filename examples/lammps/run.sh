@@ -11,9 +11,6 @@ fi
 equipot lammps export "$model" -o cu-lammps.eqp
 plugin=$(equipot lammps build | tail -n 1)   # compiled once, then cached
 export OMP_NUM_THREADS=1                     # one thread per MPI rank
-# keep freed memory in the process: glibc otherwise unmaps the engine's large buffers after
-# every step and faults them in again (measured: Cu-2,048 1.4x faster per step, +50 % peak RSS)
-export MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=68719476736
 mpirun -np 2 lmp -in in.cu-nvt -var plugin "$plugin" -var model cu-lammps.eqp -log log.nvt.lammps
 mpirun -np 2 lmp -in in.cu-npt -var plugin "$plugin" -var model cu-lammps.eqp -log log.npt.lammps
 python read_log.py log.nvt.lammps log.npt.lammps
