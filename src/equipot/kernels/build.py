@@ -154,3 +154,26 @@ def load_extension(
             build_directory=str(directory),
             verbose=False,
         )
+
+
+def compile_shared_library(
+    target: Path, sources: list[Path], args: list[str], error: type[Exception], what: str
+) -> Path:
+    """Compile ``sources`` with ``$CXX`` (else g++ / c++) and ``args`` (flags, includes,
+    libraries) into the shared library ``target``, through a temporary file replaced
+    atomically, so a concurrent build never sees a half-written library. For the libraries
+    built outside torch's extension machinery (the LAMMPS plugin, the TorchScript library)."""
+    import shutil
+
+    compiler = os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
+    if compiler is None:
+        raise error("no C++ compiler found (install g++, or set CXX)")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f"{target.name}.{os.getpid()}.tmp"
+    command = [compiler, "-shared", *(str(p) for p in sources), *args, "-o", str(tmp)]
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        tmp.unlink(missing_ok=True)
+        raise error(f"compiling {what} failed:\n{result.stderr[-4000:]}")
+    tmp.replace(target)
+    return target

@@ -612,6 +612,17 @@ class InferenceEngine {
     return pre;
   }
 
+  // Zeroed accumulators of layer t's input gradient (none for the first layer, whose input is
+  // the embedding): ∂E/∂h_up per thread (N_all, D_up, C each) and ∂E/∂h (N_all, D_in, C).
+  static bool input_gradient_buffers(const Saved& sv, int64_t t, Tensor& gh_threads,
+                                     Tensor& g_in) {
+    if (t == 0) return false;
+    gh_threads = at::zeros({at::get_num_threads(), sv.h_up.size(0), sv.h_up.size(1),
+                            sv.h_up.size(2)}, sv.h_up.options());
+    g_in = at::zeros_like(sv.h_in);
+    return true;
+  }
+
   // After a layer's chunks: g_in (N_all, D_in, C) gets ∂E/∂h through linear_up, then the
   // ghosts' rows go to their owners. Returns the centres' rows: G of the layer before.
   static Tensor finish_input_gradient(const Layer& L, Tensor& g_in, Tensor& gh_threads,
@@ -727,11 +738,8 @@ class InferenceEngine {
     const int64_t N = pass.nbr.size(0), C = embedding_.size(1);
     const int64_t* z = pass.species.data_ptr<int64_t>();
     const auto opts = pass.vectors.options();
-    const bool need_h = t > 0;
-    Tensor gh_threads = need_h ? at::zeros({at::get_num_threads(), sv.h_up.size(0),
-                                            sv.h_up.size(1), C}, opts)
-                               : Tensor();
-    Tensor g_in = need_h ? at::zeros_like(sv.h_in) : Tensor();
+    Tensor gh_threads, g_in;
+    const bool need_h = input_gradient_buffers(sv, t, gh_threads, g_in);
     const T g_env = t == 0 ? T(shift_ * inv_avg_) : T(0);
     pass.g_vec = at::zeros_like(pass.vectors);
     for (int64_t r0 = 0; r0 < N; r0 += pass.rows) {
@@ -769,11 +777,8 @@ class InferenceEngine {
       if (!G.defined()) G = at::zeros({N, L.out.size(0), C}, opts);
       G.select(1, 0).add_(readout_gradient<T>(L, sv.readout_pre, N));
       if (g_last.defined() && t + 1 == T_layers) G.select(1, 0).add_(g_last);
-      const bool need_h = t > 0;
-      Tensor gh_threads = need_h ? at::zeros({at::get_num_threads(), sv.h_up.size(0),
-                                              sv.h_up.size(1), C}, opts)
-                                 : Tensor();
-      Tensor g_in = need_h ? at::zeros_like(sv.h_in) : Tensor();
+      Tensor gh_threads, g_in;
+      const bool need_h = input_gradient_buffers(sv, t, gh_threads, g_in);
       // the coordination term's ∂E/∂u is added once, with the first layer
       const T g_env = t == 0 ? T(shift_ * inv_avg_) : T(0);
       for (int64_t r0 = 0; r0 < N; r0 += pass.rows) {

@@ -9,13 +9,10 @@ the sources, torch, LAMMPS and the CPU; nothing of LAMMPS is rebuilt.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import importlib.util
 import os
 import platform
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -82,31 +79,13 @@ def _cache_dir() -> Path:
     return Path(root) / "lammps"
 
 
-def _key(flags: list[str]) -> str:
-    import torch
-
-    digest = hashlib.sha1()
-    for path in _SOURCES + _HEADERS:
-        digest.update(path.read_bytes())
-    cpu = ""
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((line for line in f if line.startswith("flags")), "")
-    except OSError:
-        pass
-    for part in (torch.__version__, lammps_version()[0], platform.machine(), cpu, *flags):
-        digest.update(part.encode())
-    return digest.hexdigest()[:12]
-
-
 def build_plugin(*, force: bool = False, verbose: bool = False) -> Path:
     """Compile the plugin (once per machine and version; cached) and return its path."""
     import torch
     from torch.utils import cpp_extension
 
-    compiler = os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
-    if compiler is None:
-        raise BuildError("no C++ compiler found (install g++, or set CXX)")
+    from equipot.kernels.build import build_tag, compile_shared_library
+
     lammps_root = _lammps_dir()
     mpi_include, mpi_lib = _mpi_dirs()
     torch_lib = Path(cpp_extension.library_paths()[0])
@@ -115,7 +94,11 @@ def build_plugin(*, force: bool = False, verbose: bool = False) -> Path:
     flags += ["-DLAMMPS_SMALLBIG"]
     if platform.machine() in ("x86_64", "AMD64"):
         flags.append("-march=native")
-    out_dir = _cache_dir() / _key(flags)
+    rpaths = [torch_lib, lammps_root, mpi_lib]
+    libs = [f"-L{torch_lib}", f"-L{lammps_root}", f"-L{mpi_lib}"]
+    libs += [f"-Wl,-rpath,{p}" for p in rpaths] + ["-ltorch_cpu", "-lc10", "-llammps", "-lmpi"]
+    tag = build_tag(_SOURCES, _HEADERS, [*flags, lammps_version()[0]], libs)
+    out_dir = _cache_dir() / tag
     plugin = out_dir / PLUGIN_NAME
     if plugin.is_file() and not force:
         return plugin
@@ -123,30 +106,7 @@ def build_plugin(*, force: bool = False, verbose: bool = False) -> Path:
     (out_dir / "version.h").write_text(f'#define LAMMPS_VERSION "{lammps_version()[1]}"\n')
     includes = [out_dir, _HERE, _KERNELS, lammps_root / "include" / "lammps", mpi_include]
     includes += [Path(p) for p in cpp_extension.include_paths()]
-    rpaths = [torch_lib, lammps_root, mpi_lib]
-    tmp = out_dir / f"{PLUGIN_NAME}.{os.getpid()}.tmp"
-    command = [
-        compiler,
-        *flags,
-        "-shared",
-        *(str(p) for p in _SOURCES),
-        *(f"-I{p}" for p in includes),
-        f"-L{torch_lib}",
-        f"-L{lammps_root}",
-        f"-L{mpi_lib}",
-        *(f"-Wl,-rpath,{p}" for p in rpaths),
-        "-ltorch_cpu",
-        "-lc10",
-        "-llammps",
-        "-lmpi",
-        "-o",
-        str(tmp),
-    ]
+    args = [*flags, *(f"-I{p}" for p in includes), *libs]
     if verbose:
-        print(" ".join(command), file=sys.stderr)
-    result = subprocess.run(command, capture_output=True, text=True)
-    if result.returncode != 0:
-        tmp.unlink(missing_ok=True)
-        raise BuildError(f"compiling the LAMMPS plugin failed:\n{result.stderr[-4000:]}")
-    tmp.replace(plugin)  # atomic: a concurrent build never sees a half-written plugin
-    return plugin
+        print(" ".join(args), file=sys.stderr)
+    return compile_shared_library(plugin, _SOURCES, args, BuildError, "the LAMMPS plugin")
