@@ -40,8 +40,8 @@ struct Layer {
 };
 
 struct Saved {  // what the backward pass needs from one layer's forward pass
-  Tensor h_in, h_up, A, readout_pre;
-  Tensor R;                  // only when the edge block ran as a single chunk
+  Tensor h_in, h_up, readout_pre;
+  Tensor A, R;               // only for a single-chunk pass (else rebuilt per chunk)
   std::vector<Tensor> pre;   // radial-MLP pre-activations, same condition
 };
 
