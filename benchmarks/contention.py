@@ -70,12 +70,19 @@ SETTINGS = {  # name → (thread argument of the child, extra environment)
     "default": ("default", {}),
     "OMP_WAIT_POLICY=passive": ("default", {"OMP_WAIT_POLICY": "passive"}),
     "1 thread": ("1", {}),
+    "GOMP_SPINCOUNT=10000": ("default", {"GOMP_SPINCOUNT": "10000"}),
+    "GOMP_SPINCOUNT=3000": ("default", {"GOMP_SPINCOUNT": "3000"}),
+    "GOMP_SPINCOUNT=1000": ("default", {"GOMP_SPINCOUNT": "1000"}),
+    "GOMP_SPINCOUNT=100": ("default", {"GOMP_SPINCOUNT": "100"}),
 }
+
+
+_OMP_VARIABLES = ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
 
 
 def run_child(calls: int, setting: str, molecule: Path) -> dict:
     threads, extra = SETTINGS[setting]
-    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY")}
+    env = {k: v for k, v in os.environ.items() if k not in _OMP_VARIABLES}
     env.update(extra)
     out = subprocess.run(
         [sys.executable, "-c", CHILD, str(calls), threads, str(molecule)],

@@ -17,7 +17,9 @@ second-order step, "autograd" the PyTorch reference (``EQUIPOT_KERNELS=0``). MAC
 ``mace_run_train`` (its own venv) for ``--mace-epochs`` epochs; its seconds per epoch are the
 spacing of its per-epoch log lines after the first epoch, which include its validation of the
 50 frames; equipot's validation of the same 50 frames is timed separately and added
-("with validation"). Writes ``benchmarks/out/train_speed.json`` and ``train_speed.md``.
+("with validation"). ``--nequip`` adds NequIP (PyPI ``nequip``, its own venv;
+``peers/nequip_peer.py``: the same feature irreps, depth and radial network) timed the same
+way. Writes ``benchmarks/out/train_speed.json`` and ``train_speed.md``.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+from peers.nequip_peer import run_nequip  # noqa: E402
 from rmd17_mace import KCAL, parse_log  # noqa: E402
 
 RMD17 = HERE.parent.parent / "shared" / "data" / "rmd17"
@@ -194,6 +197,9 @@ def main() -> None:
     p.add_argument("--mace-epochs", type=int, default=3)
     p.add_argument("--mace-bin", type=Path, default=Path("/work/peers/mace/bin"))
     p.add_argument("--skip-autograd", action="store_true")
+    p.add_argument("--skip-mace", action="store_true")
+    p.add_argument("--nequip", action="store_true", help="NequIP as a second peer")
+    p.add_argument("--nequip-epochs", type=int, default=3)
     p.add_argument("--out", type=Path, default=HERE / "out")
     args = p.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -210,8 +216,13 @@ def main() -> None:
             row["fused"] = fused
             if not args.skip_autograd:
                 row["autograd"] = run_equipot(paths, dtype, args.threads, 1, False, root)
-            row["mace"] = run_mace(paths, dtype, args.threads, args.mace_epochs, root,
-                                   args.mace_bin)  # fmt: skip
+            if not args.skip_mace:
+                row["mace"] = run_mace(paths, dtype, args.threads, args.mace_epochs, root,
+                                       args.mace_bin)  # fmt: skip
+            if args.nequip:
+                species = ["Cu"] if system == "Cu108" else ["H", "C", "O"]
+                row["nequip"] = run_nequip(paths, dtype, args.threads, args.nequip_epochs, root,
+                                           species)  # fmt: skip
             rows.append(row)
             print(json.dumps(row), flush=True)
     load["uptime_after"] = os.getloadavg()
@@ -224,21 +235,30 @@ def main() -> None:
 def markdown(rows: list[dict], threads: int, load: dict) -> str:
     lines = [
         f"Training s/epoch, {threads} threads, batch 5, same-size models (64 channels, L = 1, "
-        f"l = 3, 2 layers, ν = 3). Load average before / after: "
-        f"{load['uptime_before'][0]:.2f} / {load['uptime_after'][0]:.2f}.",
+        f"l = 3, 2 layers; equipot and MACE ν = 3, NequIP has no many-body product). Load "
+        f"average before / after: {load['uptime_before'][0]:.2f} / "
+        f"{load['uptime_after'][0]:.2f}. Peers' s/epoch include their validation.",
         "",
         "| system | dtype | frames | equipot fused (s/epoch) | + validation | frames/s "
-        "| equipot autograd | MACE (s/epoch, incl. validation) | MACE / equipot |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| equipot autograd | MACE (s/epoch) | MACE / equipot | NequIP (s/epoch) "
+        "| NequIP / equipot |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
-        f, m = r["fused"], r["mace"]
+        f = r["fused"]
         with_valid = f["epoch_s"] + f["valid_s"]
         auto = f"{r['autograd']['epoch_s']:.2f}" if "autograd" in r else "–"
+        peers = []
+        for name in ("mace", "nequip"):
+            if name in r:
+                peers += [f"{r[name]['epoch_s']:.2f}", f"{r[name]['epoch_s'] / with_valid:.1f}×"]
+            else:
+                peers += ["–", "–"]
         lines.append(
             f"| {r['system']} | {r['dtype']} | {r['frames']} | {f['epoch_s']:.2f} | "
             f"{with_valid:.2f} | {r['frames'] / f['epoch_s']:.0f} | {auto} | "
-            f"{m['epoch_s']:.2f} | {m['epoch_s'] / with_valid:.1f}× |"
+            + " | ".join(peers)
+            + " |"
         )
     return "\n".join(lines)
 

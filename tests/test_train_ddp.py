@@ -14,6 +14,7 @@ import yaml
 
 from equipot.cli.main import main
 from equipot.train import load_config, train
+from equipot.train.trainer import clock_share
 from tests.train_utils import tiny_config, write_emt
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -62,3 +63,11 @@ def test_two_processes_match_one_spawned_and_under_torchrun(tmp_path):
     assert out.stdout.count("best model:") == 1  # rank 0 reports, once
     assert out.stdout.count("training plan:") == 1  # prepared and announced once
     _same_training(tmp_path / "one", tmp_path / "torchrun")
+
+
+def test_summed_clock_is_rank_zero_time():
+    """The epoch clock is summed over processes; only rank 0's term may count (each rank used
+    to add the shared elapsed time again, doubling the clock — and the budget — every epoch)."""
+    elapsed, spent = 12.5, [0.5, 0.7]  # rank 0's and rank 1's time in this epoch
+    shares = [clock_share(elapsed, spent[rank], rank == 0) for rank in range(2)]
+    assert sum(shares) == elapsed + spent[0]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -158,7 +159,17 @@ def _worker(
             uq_report = {"skipped": "model.saturation: the last-layer fit needs an affine readout"}
             print(f"uncertainty fit skipped: {uq_report['skipped']}")
         elif config.uncertainty.fit:
+            if verbose:  # ≈ 10 s per model for a small molecule: say what the wait is
+                print_line(
+                    "uncertainty: last-layer and latent-distance fit of best.eqp and final.eqp "
+                    f"({len(trainer.train_set)} training frames, forces of "
+                    f"{min(config.uncertainty.force_frames, len(trainer.train_set))}), "
+                    f"calibration on the {len(trainer.valid_set)} validation frames"
+                )
+            started = time.perf_counter()
             uq_report = _fit_uncertainty(trainer, config)
+            if verbose:
+                print_line(f"uncertainty: fitted in {time.perf_counter() - started:.0f} s")
     comm.barrier()
     results = {
         "epochs": state.epoch,

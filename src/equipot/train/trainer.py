@@ -336,9 +336,8 @@ class Trainer:
         train = acc.results()
         batches = s.batch
         s.epoch, s.batch = s.epoch + 1, 0
-        # validation counts towards the time budget; rank 0's clock decides for everyone
-        spent = time.perf_counter() - started if comm.is_main else 0.0
-        clock = torch.tensor([s.elapsed + spent], dtype=torch.float64)
+        spent = time.perf_counter() - started
+        clock = torch.tensor([clock_share(s.elapsed, spent, comm.is_main)], dtype=torch.float64)
         s.elapsed = float(comm.all_reduce_(clock)[0])
         if self.plan.due_to_fix(s.elapsed, end_of_epoch=True):
             self._fix_plan()
@@ -392,3 +391,10 @@ def progress_bar_for(trainer: Trainer, batches: int, enabled: bool):
         fraction=None,
         seconds=60.0,
     )
+
+
+def clock_share(elapsed: float, spent: float, is_main: bool) -> float:
+    """This process's term of the summed training clock: rank 0's time decides for everyone
+    (validation counts towards the budget), so the other ranks add nothing — not even the
+    elapsed time they already share, which would double the clock every epoch."""
+    return elapsed + spent if is_main else 0.0
