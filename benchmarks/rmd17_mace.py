@@ -45,7 +45,7 @@ def write_xyz(npz: Path, indices: np.ndarray, path: Path) -> Path:
     return path
 
 
-def _env(work: Path, files: dict, epochs: int, start_swa: int, seed: int) -> dict:
+def _env(work: Path, files: dict, epochs: int, start_swa: int, seed: int, threads: int) -> dict:
     env = dict(os.environ)
     env.update(
         WORKDIR=str(work),
@@ -55,12 +55,14 @@ def _env(work: Path, files: dict, epochs: int, start_swa: int, seed: int) -> dic
         EPOCHS=str(epochs),
         START_SWA=str(start_swa),
         SEED=str(seed),
-        OMP_NUM_THREADS="2",
+        OMP_NUM_THREADS=str(threads),
     )
     return env
 
 
-def run_script(work, files, epochs, start_swa, seed, extra, budget_s=None, log=None) -> bool:
+def run_script(
+    work, files, epochs, start_swa, seed, extra, budget_s=None, log=None, threads=2
+) -> bool:
     """Run the MACE command; True if it finished, False if stopped at the budget.
 
     The budget counts from MACE's "Started training" line (its start-up and preprocessing,
@@ -71,7 +73,7 @@ def run_script(work, files, epochs, start_swa, seed, extra, budget_s=None, log=N
     log_file = work / "logs" / f"MACE_run-{seed}.log"
     starts_before = _count_starts(log_file)
     with open(log or os.devnull, "a") as out:
-        env = _env(work, files, epochs, start_swa, seed)
+        env = _env(work, files, epochs, start_swa, seed, threads)
         proc = subprocess.Popen(
             cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
@@ -130,14 +132,14 @@ def seconds_per_epoch(rows: list[dict]) -> float:
     return rows[-1]["time_s"] / rows[-1]["epoch"]
 
 
-def probe(root: Path, files: dict, seed: int, extra: list[str]) -> float:
+def probe(root: Path, files: dict, seed: int, extra: list[str], threads: int = 2) -> float:
     """Seconds per epoch of MACE from a 2-epoch run (not part of the budget)."""
     work = root / "mace_probe"
     if work.exists():
         import shutil
 
         shutil.rmtree(work)
-    run_script(work, files, 2, 1, seed, extra, log=root / "mace_probe.out")
+    run_script(work, files, 2, 1, seed, extra, log=root / "mace_probe.out", threads=threads)
     return seconds_per_epoch(parse_log(work, seed))
 
 
@@ -207,14 +209,15 @@ def run_mace(
     molecule: str,
     epochs: int | None,
     extra: list[str],
+    threads: int = 2,
 ) -> dict:
     """A budgeted MACE run; returns curves, epochs, timing and test errors."""
     import shutil
 
     s_epoch_probe = None
-    plan = schedule(molecule, budget_s)
+    plan = schedule(molecule, budget_s) if threads == 2 else None  # the baseline's 2 threads
     if epochs is None and plan is None:
-        s_epoch_probe = probe(root, files, seed, extra)
+        s_epoch_probe = probe(root, files, seed, extra, threads)
         epochs = max(2, int(budget_s / s_epoch_probe))
     if epochs is None:
         epochs, start_swa = plan
@@ -225,7 +228,15 @@ def run_mace(
         shutil.rmtree(work)  # --restart_latest must not pick up an older run
     started = time.perf_counter()
     finished = run_script(
-        work, files, epochs, start_swa, seed, extra, budget_s, log=root / "mace.out"
+        work,
+        files,
+        epochs,
+        start_swa,
+        seed,
+        extra,
+        budget_s,
+        log=root / "mace.out",
+        threads=threads,
     )
     wall = time.perf_counter() - started
     rows = parse_log(work, seed)
@@ -239,6 +250,7 @@ def run_mace(
             seed,
             extra,
             log=root / "mace_finish.out",
+            threads=threads,
         )
     return {
         "epochs_planned": epochs,

@@ -10,9 +10,9 @@ from equipot.calculator import atoms_to_graph
 from equipot.data.dataset import Batch
 from equipot.graph import batch_graphs
 from equipot.model.config import ModelConfig
-from equipot.model.second_order import engine_runs
+from equipot.model.second_order import engine_runs, split_runs
 from equipot.train import load_config
-from equipot.train.fused_step import loss_and_gradients
+from equipot.train.fused_step import loss_and_gradients, loss_and_gradients_split, split_frames
 from equipot.train.loss import LossFunction, LossWeights, Normalisation
 from equipot.train.model import TrainingModel
 from equipot.train.prepare import prepare
@@ -181,7 +181,8 @@ def test_training_runs_fused_and_matches_reference(tmp_path, monkeypatch):
         return trainer
 
     fused = run("fused")
-    assert engine_runs(fused.model.net) == fused.state.step > 0
+    # one engine pass per step, or one per thread where the batch is split (2 cores)
+    assert engine_runs(fused.model.net) >= fused.state.step > 0
     monkeypatch.setenv("EQUIPOT_KERNELS", "0")
     monkeypatch.delenv("EQUIPOT_REQUIRE_KERNELS", raising=False)  # CI's strict mode
     reference = run("reference")
@@ -194,3 +195,103 @@ def test_training_runs_fused_and_matches_reference(tmp_path, monkeypatch):
     assert fused.state.history[-1]["train_loss"] == pytest.approx(
         reference.state.history[-1]["train_loss"], rel=1e-9
     )
+
+
+def _part(atoms_list, whole: Batch, frames: list[int], r_max: float) -> Batch:
+    """The frames ``frames`` of ``whole`` (built from ``atoms_list``) as a batch of their own."""
+    graph = batch_graphs([atoms_to_graph(atoms_list[k], r_max, torch.float64) for k in frames])
+    starts = np.concatenate([[0], np.cumsum(whole.graph.n_atoms.numpy())])
+    rows = np.concatenate([np.arange(starts[k], starts[k + 1]) for k in frames])
+    pick = torch.as_tensor(frames)
+    return Batch(
+        graph=graph,
+        energy=whole.energy[pick],
+        forces=whole.forces[torch.as_tensor(rows)],
+        stress=whole.stress[pick],
+        has_forces=whole.has_forces[pick],
+        has_stress=whole.has_stress[pick],
+        weight=whole.weight[pick],
+        frames=np.asarray(frames),
+    )
+
+
+@pytest.mark.parametrize("parts", [2, 3])
+def test_split_batch_equals_whole_batch(parts):
+    """A batch given as parts, their engine passes at once on two threads (one engine per
+    part): the same loss and dL/dθ as the whole batch in one pass, to 1e-10 in float64."""
+    model = _model(seed=5)
+    atoms_list = [
+        random_cluster(6, seed=3),
+        random_crystal(5, seed=2),
+        random_cluster(4, seed=8),
+        random_crystal(5, seed=3, pbc=(True, True, False), vacuum=3.0),
+        random_crystal(4, seed=6),
+    ]
+    r_max = model.config.r_max
+    whole = _batch(atoms_list, r_max, seed=6)
+    loss = LossFunction.create(LossWeights(1.0, 10.0, 100.0), "huber", 0.05, {"H": 2.5})
+    value, pred, reference = _gradients(model, whole, loss, fused=True)
+
+    n_atoms = whole.graph.n_atoms.numpy()
+    groups = split_frames(np.arange(len(atoms_list)), n_atoms, parts)
+    assert sorted(np.concatenate(groups).tolist()) == list(range(len(atoms_list)))
+    batches = [_part(atoms_list, whole, g.tolist(), r_max) for g in groups]
+    norm = Normalisation.of(n_atoms, whole.has_forces.numpy(), whole.has_stress.numpy())
+    for p in model.parameters():
+        p.grad = None
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        before = split_runs(model.net)
+        total, preds = loss_and_gradients_split(model, batches, loss, norm, stress=True)
+    finally:
+        torch.set_num_threads(threads)
+    assert split_runs(model.net) == before + 1
+    assert total == pytest.approx(value, rel=1e-12)
+    forces = {
+        int(f): row
+        for b, pr in zip(batches, preds, strict=True)
+        for f, row in zip(b.frames, torch.split(pr.forces, b.graph.n_atoms.tolist()), strict=True)
+    }
+    whole_forces = torch.split(pred.forces, whole.graph.n_atoms.tolist())
+    for k, row in forces.items():
+        assert torch.allclose(row, whole_forces[k], rtol=0, atol=1e-12)
+    split = {n: p.grad.clone() for n, p in model.named_parameters()}
+    _assert_close(split, reference, 1e-10)
+
+
+def test_split_frames_balances_atoms():
+    groups = split_frames(np.arange(10, 16), np.array([9, 9, 30, 9, 9, 2]), 2)
+    loads = sorted(int(np.array([9, 9, 30, 9, 9, 2])[g - 10].sum()) for g in groups)
+    assert loads == [32, 36]  # 30 + 2 against 4 × 9
+    assert all(list(g) == sorted(g) for g in groups)
+    assert len(split_frames(np.arange(2), np.array([3, 3]), 4)) == 2  # no empty parts
+
+
+def test_trainer_splits_batches_over_threads_and_matches_one_thread(tmp_path, monkeypatch):
+    """With 2 threads the trainer runs each batch as one part per thread (it did: counted);
+    the weights after 2 epochs equal those of a 1-thread run (unsplit) to 1e-9."""
+    data = write_emt(tmp_path / "emt.xyz", 10, seed=2)
+    monkeypatch.setattr(Trainer, "split_min_atoms", 1)  # tiny cells: split them anyway
+
+    def run(directory, threads):
+        config = load_config(
+            tiny_config(data, tmp_path / directory, optim={"max_epochs": 2, "batch_size": 3})
+        )
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            trainer = Trainer(config, prepare(config, verbose=False), verbose=False)
+            trainer.train(progress_bar=False)
+        finally:
+            torch.set_num_threads(before)
+        return trainer
+
+    two, one = run("two", 2), run("one", 1)
+    assert 0 < split_runs(two.model.net) <= two.state.step  # a 1-frame batch is not split
+    assert split_runs(one.model.net) == 0
+    for (name, a), b in zip(
+        two.model.state_dict().items(), one.model.state_dict().values(), strict=True
+    ):
+        scale = float(b.abs().max()) + 1e-300
+        assert float((a - b).abs().max()) <= 1e-9 * scale, name

@@ -714,11 +714,45 @@ class SecondOrderEngine {
   }
 };
 
+// Several engines, each on its own part of a batch, at once: one thread per engine, inside which
+// the engine's own loops run serially (a nested parallel region does). A small molecule's batch
+// (a few dozen atoms) parallelises badly loop by loop; split by frames it keeps every core busy.
+// inputs[k] = {vectors, neighbors, counts, species, pair_first, pair_slot} of forward_backward.
+std::vector<std::vector<Tensor>> forward_backward_many(
+    const std::vector<SecondOrderEngine*>& engines, const std::vector<std::vector<Tensor>>& inputs) {
+  TORCH_CHECK(engines.size() == inputs.size(), "forward_backward_many: one input per engine");
+  std::vector<std::vector<Tensor>> out(engines.size());
+  at::parallel_for(0, int64_t(engines.size()), 1, [&](int64_t k0, int64_t k1) {
+    for (int64_t k = k0; k < k1; ++k) {
+      const auto& x = inputs[k];
+      TORCH_CHECK(x.size() == 6, "forward_backward_many: six tensors per engine");
+      out[k] = engines[k]->forward_backward(x[0], x[1], x[2], x[3], false, x[4], x[5]);
+    }
+  });
+  return out;
+}
+
+// parameter_gradients of several engines at once (after forward_backward_many), each adding
+// into its own list of gradient tensors.
+void parameter_gradients_many(const std::vector<SecondOrderEngine*>& engines,
+                              const std::vector<Tensor>& dv, const std::vector<Tensor>& seed,
+                              const std::vector<std::vector<Tensor>>& grads) {
+  TORCH_CHECK(engines.size() == dv.size() && dv.size() == seed.size() && seed.size() == grads.size(),
+              "parameter_gradients_many: one tangent, seed and gradient list per engine");
+  at::parallel_for(0, int64_t(engines.size()), 1, [&](int64_t k0, int64_t k1) {
+    for (int64_t k = k0; k < k1; ++k) engines[k]->parameter_gradients(dv[k], seed[k], grads[k]);
+  });
+}
+
 }  // namespace so
 }  // namespace equipot
 
 void register_training(py::module& m) {
   using equipot::so::SecondOrderEngine;
+  m.def("forward_backward_many", &equipot::so::forward_backward_many,
+        py::call_guard<py::gil_scoped_release>());
+  m.def("parameter_gradients_many", &equipot::so::parameter_gradients_many,
+        py::call_guard<py::gil_scoped_release>());
   py::class_<SecondOrderEngine>(m, "SecondOrderEngine")
       .def(py::init<double, int64_t, std::vector<double>, double, Tensor, std::vector<int64_t>,
                     int64_t, double, double, double, Tensor, Tensor, double>())

@@ -129,40 +129,84 @@ class SecondOrderPass:
 
     Holds the padded layout of the graph; :meth:`parameter_gradients` (trainable weights) or
     :meth:`hessian_vectors` (frozen weights) follow a call of the constructor.
+    :meth:`many` runs several graphs (the parts of one batch) at once, one thread each.
     """
 
     def __init__(self, model: EnergyModel, graph: AtomicGraph, *, frozen: bool):
-        slot = _slot(model)
-        params = parameter_list(model)  # (cached) a changed tensor means a rebuilt engine
-        key = (model.dtype, tuple(p.data_ptr() for p in params))
-        if slot.engine is None or slot.key != key:
-            slot.engine, slot.key = build_second_order_engine(model), key
-            slot.parameters = engine_parameters(model)
-        slot.runs = getattr(slot, "runs", 0) + 1  # lets tests check that the engine ran
-        self.engine, self.parameters = slot.engine, slot.parameters
-        self.model = model
+        (engine,), params = _engines(model, 1)
+        self._prepare(model, graph, engine, params)
+        with torch.no_grad():
+            atomic, slot_grad = engine.forward_backward(*self._inputs(frozen))
+        self._finish(atomic, slot_grad)
+
+    @classmethod
+    def many(cls, model: EnergyModel, graphs: list[AtomicGraph]) -> list[SecondOrderPass]:
+        """Training passes of several graphs at once (``forward_backward_many``: one engine
+        and one thread per graph, the engine's own loops serial); the same numbers as one
+        pass per graph."""
+        engines, params = _engines(model, len(graphs))
+        passes = [cls.__new__(cls) for _ in graphs]
+        for run, engine, graph in zip(passes, engines, graphs, strict=True):
+            run._prepare(model, graph, engine, params)
+        with torch.no_grad():
+            outputs = cpu_kernels().forward_backward_many(
+                engines, [run._tensors() for run in passes]
+            )
+        for run, (atomic, slot_grad) in zip(passes, outputs, strict=True):
+            run._finish(atomic, slot_grad)
+        _slot(model).split_runs = getattr(_slot(model), "split_runs", 0) + 1
+        return passes
+
+    def _prepare(self, model: EnergyModel, graph: AtomicGraph, engine, params) -> None:
+        self.engine, self.parameters, self.model = engine, params, model
         with torch.no_grad():
             species, padded, vectors, slots = model._prepare(graph)
-            pair_first, pair_slot = radial_pairs(graph, padded)
-            atomic, slot_grad = self.engine.forward_backward(
-                slots, padded.neighbors, padded.counts, species, frozen, pair_first, pair_slot
-            )
+            self._pairs = radial_pairs(graph, padded)
+        self._slots = slots
         self.padded: PaddedNeighbors = padded
         self.species = species
         self.vectors = vectors  # (E, 3) edge vectors r_e
+
+    def _inputs(self, frozen: bool) -> tuple:
+        """The arguments of the engine's ``forward_backward``."""
+        p = self.padded
+        return (self._slots, p.neighbors, p.counts, self.species, frozen, *self._pairs)
+
+    def _tensors(self) -> list[Tensor]:
+        """Those of a training pass in ``forward_backward_many``: without the mode flag."""
+        p = self.padded
+        return [self._slots, p.neighbors, p.counts, self.species, *self._pairs]
+
+    def _finish(self, atomic: Tensor, slot_grad: Tensor) -> None:
         self.atomic_energies = atomic  # (N,)
-        self.edge_gradient = padded.gather(slot_grad)  # (E, 3) ∂E/∂r_e
+        self.edge_gradient = self.padded.gather(slot_grad)  # (E, 3) ∂E/∂r_e
+        del self._slots
+
+    def _edge_slots(self, edge_tangent: Tensor) -> Tensor:
+        return self.padded.scatter(edge_tangent, fill=edge_tangent.new_zeros(3))
 
     def parameter_gradients(self, edge_tangent: Tensor, seed: Tensor) -> None:
         """Add dL/dθ for the edge direction r' (E, 3) and seed a (N,) to the ``.grad`` of
         every network parameter (created as zeros where missing)."""
-        params = self.parameters
-        for p in params:
-            if p.grad is None:
-                p.grad = torch.zeros_like(p)
-        far = edge_tangent.new_zeros(3)
-        slots = self.padded.scatter(edge_tangent, fill=far)
-        self.engine.parameter_gradients(slots, seed.contiguous(), [p.grad for p in params])
+        grads = _parameter_grads(self.parameters)
+        self.engine.parameter_gradients(self._edge_slots(edge_tangent), seed.contiguous(), grads)
+
+    @staticmethod
+    def parameter_gradients_many(
+        passes: list[SecondOrderPass], edge_tangents: list[Tensor], seeds: list[Tensor]
+    ) -> None:
+        """:meth:`parameter_gradients` of passes from :meth:`many`, at once; each engine adds
+        into its own buffers (threads never share a tensor), summed into ``.grad`` after."""
+        grads = _parameter_grads(passes[0].parameters)
+        buffers = [grads] + [[torch.zeros_like(g) for g in grads] for _ in passes[1:]]
+        cpu_kernels().parameter_gradients_many(
+            [run.engine for run in passes],
+            [run._edge_slots(t) for run, t in zip(passes, edge_tangents, strict=True)],
+            [seed.contiguous() for seed in seeds],
+            buffers,
+        )
+        for extra in buffers[1:]:
+            torch._foreach_add_(grads, extra)
 
     def hessian_vectors(self, edge_tangents: Tensor) -> Tensor:
         """(∂g_e/∂r)·r' for B edge directions (B, E, 3) → (B, E, 3)."""
@@ -202,6 +246,30 @@ def radial_pairs(graph: AtomicGraph, padded: PaddedNeighbors) -> tuple[Tensor, T
     return pair_first, pair_slot.index_copy_(0, padded.flat_slot, inverse)
 
 
+def _engines(model: EnergyModel, count: int) -> tuple[list, list[nn.Parameter]]:
+    """``count`` engines of ``model`` (built on first use, rebuilt when a parameter tensor was
+    replaced) and the parameters in their gradient order."""
+    slot = _slot(model)
+    params = parameter_list(model)  # (cached) a changed tensor means a rebuilt engine
+    key = (model.dtype, tuple(p.data_ptr() for p in params))
+    if slot.engine is None or slot.key != key:
+        slot.engine, slot.key = build_second_order_engine(model), key
+        slot.parameters = engine_parameters(model)
+        slot.more_engines = []
+    more = slot.more_engines
+    while len(more) < count - 1:
+        more.append(build_second_order_engine(model))
+    slot.runs = getattr(slot, "runs", 0) + count  # lets tests check that the engine ran
+    return [slot.engine, *more[: count - 1]], slot.parameters
+
+
+def _parameter_grads(params: list[nn.Parameter]) -> list[Tensor]:
+    for p in params:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+    return [p.grad for p in params]
+
+
 def _slot(model: EnergyModel) -> EngineSlot:
     """The model's second-order engine holder (copies and pickles of the model start empty)."""
     slot = model.__dict__.get("second_order_slot")
@@ -213,6 +281,11 @@ def _slot(model: EnergyModel) -> EngineSlot:
 def engine_runs(model: EnergyModel) -> int:
     """How many graphs went through ``model``'s second-order engine (for tests)."""
     return getattr(model.__dict__.get("second_order_slot"), "runs", 0)
+
+
+def split_runs(model: EnergyModel) -> int:
+    """How many batches went through :meth:`SecondOrderPass.many` (for tests)."""
+    return getattr(model.__dict__.get("second_order_slot"), "split_runs", 0)
 
 
 # Directions per engine call for Hessians: bounds the tangent buffers (B × slots × P·C).

@@ -13,10 +13,18 @@ the per-element offset δ and the coordination coefficient s) have closed-form g
 edge direction of second_order.py). Everywhere else — other
 devices, kernels off — it is ``predict(..., create_graph=True)`` and ``loss.backward()``,
 the reference both are tested against.
+
+:func:`loss_and_gradients_split` takes one batch as several parts (the trainer gives one
+per thread when the parts are big enough) and runs the parts' engine passes at the same
+time, one thread each: the loss is a sum over frames with the whole batch's normalisation,
+so the parts' losses and gradients add up to the whole batch's.
 """
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -41,13 +49,8 @@ def loss_and_gradients(
     """Accumulate dL/dθ of this batch into the parameters' ``.grad``; return L and the
     (detached) prediction. ``fused=None`` uses the engine wherever it applies."""
     if fused is None:  # fine-tuning models (replay heads, frozen groups), tensor heads and
-        fused = (  # their labels take autograd
-            type(model) is TrainingModel
-            and model.net.heads is None
-            and not born_charges
-            and all(p.requires_grad for p in model.parameters())
-            and second_order_available(model.net, batch.graph.dtype)
-        )
+        # their labels take autograd
+        fused = not born_charges and fused_applies(model, batch.graph.dtype)
     if not fused:
         pred = predict(
             model,
@@ -66,8 +69,78 @@ def loss_and_gradients(
 def _fused(
     model: TrainingModel, batch: Batch, loss: LossFunction, norm: Normalisation, stress: bool
 ) -> tuple[float, Prediction]:
+    run = SecondOrderPass(model.net, batch.graph, frozen=False)
+    part = _loss_part(model, batch, run, loss, norm, stress)
+    run.parameter_gradients(part.direction, part.seed)
+    part.extra.parameter_gradients(part.seed, part.direction)
+    return part.loss, part.prediction
+
+
+def fused_applies(model: TrainingModel, dtype: torch.dtype) -> bool:
+    """Whether :func:`loss_and_gradients_split` can take this model (the fused step's
+    conditions)."""
+    return (
+        type(model) is TrainingModel
+        and model.net.heads is None
+        and all(p.requires_grad for p in model.parameters())
+        and second_order_available(model.net, dtype)
+    )
+
+
+def loss_and_gradients_split(
+    model: TrainingModel,
+    batches: list[Batch],
+    loss: LossFunction,
+    norm: Normalisation,
+    *,
+    stress: bool,
+) -> tuple[float, list[Prediction]]:
+    """:func:`loss_and_gradients` of one batch given as parts (``norm`` of the whole batch),
+    the parts' engine passes at once, one thread each: the same loss and dL/dθ as the whole
+    batch in one pass, up to summation order. Only where :func:`fused_applies`."""
+    runs = SecondOrderPass.many(model.net, [b.graph for b in batches])
+    parts = [
+        _loss_part(model, b, run, loss, norm, stress) for b, run in zip(batches, runs, strict=True)
+    ]
+    SecondOrderPass.parameter_gradients_many(
+        runs, [p.direction for p in parts], [p.seed for p in parts]
+    )
+    for part in parts:
+        part.extra.parameter_gradients(part.seed, part.direction)
+    return sum(p.loss for p in parts), [p.prediction for p in parts]
+
+
+def split_frames(frames: np.ndarray, num_atoms: np.ndarray, parts: int) -> list[np.ndarray]:
+    """``frames`` in ``parts`` groups of about equal atom counts (largest frame first into
+    the lightest group), each in its original order; empty groups dropped."""
+    groups: list[list[int]] = [[] for _ in range(parts)]
+    load = np.zeros(parts)
+    for k in np.argsort(-np.asarray(num_atoms), kind="stable"):
+        g = int(np.argmin(load))
+        groups[g].append(int(k))
+        load[g] += num_atoms[k]
+    return [np.asarray(frames)[sorted(g)] for g in groups if g]
+
+
+class _LossPart(NamedTuple):
+    loss: float
+    prediction: Prediction
+    direction: Tensor  # r' (E, 3)
+    seed: Tensor  # a (N,)
+    extra: _Extras
+
+
+def _loss_part(
+    model: TrainingModel,
+    batch: Batch,
+    run: SecondOrderPass,
+    loss: LossFunction,
+    norm: Normalisation,
+    stress: bool,
+) -> _LossPart:
+    """After the engine's forward pass: the prediction, the loss and its derivatives as the
+    engine's tangent inputs (edge direction r', seed a; module docstring)."""
     graph = batch.graph
-    run = SecondOrderPass(model.net, graph, frozen=False)
     vectors, edge_grad, atomic = run.vectors, run.edge_gradient, run.atomic_energies
     extra = _Extras(model, graph, run)
     atomic = atomic + extra.atomic
@@ -104,11 +177,9 @@ def _fused(
         m = 0.5 * (g_stress + g_stress.transpose(1, 2)) / volume[:, None, None]
         system = graph.batch.index_select(0, i)
         direction = direction + torch.einsum("ea,eab->eb", vectors, m.index_select(0, system))
-    run.parameter_gradients(direction, seed)
-    extra.parameter_gradients(seed, direction)
     for t in leaves:
         t.requires_grad_(False)
-    return float(total.detach()), pred
+    return _LossPart(float(total.detach()), pred, direction, seed, extra)
 
 
 class _Extras:

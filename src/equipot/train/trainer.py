@@ -27,7 +27,12 @@ from equipot.train.config import TrainConfig
 from equipot.train.distributed import Comm, sync_gradients
 from equipot.train.evaluate import evaluate_dataset
 from equipot.train.finetune import build_training_model
-from equipot.train.fused_step import loss_and_gradients
+from equipot.train.fused_step import (
+    fused_applies,
+    loss_and_gradients,
+    loss_and_gradients_split,
+    split_frames,
+)
 from equipot.train.group_balance import GroupBalancer
 from equipot.train.guard import Interrupts, Snapshot, TrainingInterrupted, roll_back
 from equipot.train.history import plot_learning_curve, write_csv
@@ -207,7 +212,18 @@ class Trainer:
         comm = self.comm
         mine = positions[comm.rank :: comm.world_size]
         loss_value, pred, batch = 0.0, None, None
-        if len(mine):
+        parts = self._parts(mine)
+        if len(parts) > 1:  # the fused step on one part per thread, at once
+            batches = [self.train_set.batch(p, self.dtype, self.reference) for p in parts]
+            want_stress = bool(self.loss.weights.stress) and any(
+                bool(b.has_stress.any()) for b in batches
+            )
+            loss_value, preds = loss_and_gradients_split(
+                self.model, batches, self.loss, norm, stress=want_stress
+            )
+            for part_pred, part in zip(preds, batches, strict=True):
+                self.sums.acc.update(part_pred, part)
+        elif len(mine):
             batch = self.train_set.batch(mine, self.dtype, self.reference)
             want_stress = bool(self.loss.weights.stress) and bool(batch.has_stress.any())
             loss_value, pred = loss_and_gradients(
@@ -222,6 +238,29 @@ class Trainer:
         if self.groups is not None:  # group DRO: reweight groups for the next step
             self.groups.observe(pred, batch, self.loss, comm)
         return float(loss_value)
+
+    # Atoms per part from which a split batch is faster. An engine call has a fixed cost
+    # (≈ 2,200 ATen operations, ≈ 5 ms, mostly independent of the atom count), which a split
+    # pays once per part: measured on 2 threads, 64 channels, batch 5, split aspirin (≈ 50
+    # atoms per part) took 0.88× the time of one 2-thread pass, ethanol (≈ 22) 1.15×.
+    split_min_atoms = 40
+
+    def _parts(self, mine: np.ndarray) -> list[np.ndarray]:
+        """This process's frames as one part per thread (balanced by atoms) where the fused
+        step applies, every thread gets a frame and the parts are big enough to pay for their
+        own engine call (``split_min_atoms``); else one part (fused_step:
+        loss_and_gradients_split)."""
+        threads = torch.get_num_threads()
+        if (
+            threads < 2
+            or len(mine) < threads
+            or self.n_atoms[mine].sum() < threads * self.split_min_atoms
+            or self.groups is not None  # group DRO reweights from the whole batch's errors
+            or self.born_charges
+            or not fused_applies(self.model, self.dtype)
+        ):
+            return [mine]
+        return split_frames(mine, self.n_atoms[mine], threads)
 
     def _step(self, positions: np.ndarray, start: float) -> tuple[float, float, dict]:
         """One optimiser step unless the loss or gradient is not finite (then nothing changes
