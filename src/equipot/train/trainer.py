@@ -240,9 +240,9 @@ class Trainer:
         return float(loss_value)
 
     # Atoms per part from which a split batch is faster. An engine call has a fixed cost
-    # (≈ 2,200 ATen operations, ≈ 5 ms, mostly independent of the atom count), which a split
-    # pays once per part: measured on 2 threads, 64 channels, batch 5, split aspirin (≈ 50
-    # atoms per part) took 0.88× the time of one 2-thread pass, ethanol (≈ 22) 1.15×.
+    # (≈ 2,200 ATen operations whatever the atom count, ≈ 3 ms at 64 channels), which a split
+    # pays once per part: measured on 2 threads, split 6-frame batches of aspirin (63 atoms
+    # per part) took 0.88× the time of one 2-thread pass, of ethanol (27) 1.0–1.15×.
     split_min_atoms = 40
 
     def _parts(self, mine: np.ndarray) -> list[np.ndarray]:
