@@ -233,6 +233,7 @@ def main(argv: list[str] | None = None) -> int:
         help="smoke runs only: use the first TRAIN (incl. 50 valid) / TEST frames",
     )
     args = p.parse_args(argv)
+    args.out = args.out.resolve()  # MACE runs in its own working directory
     if args.cpus:
         import os
 
