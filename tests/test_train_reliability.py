@@ -126,6 +126,58 @@ def test_plan_from_a_time_budget_is_whole_epochs_and_extends_deterministically()
         plan.extended(1000, 1.0, step=84, elapsed=70.0)
 
 
+def test_time_budget_plan_is_revised_when_the_speed_drifts():
+    plan = TrainingPlan.create(steps_per_epoch=4, max_epochs=1000, max_time_min=1.0)
+    plan.fix(seconds_per_step=0.5, steps_done=4)  # 120 steps = 30 epochs planned
+    assert plan.total_steps == 120
+    assert not plan.revise(step=40, elapsed=20.0, seconds_per_step=0.5)  # on time: kept
+    assert not plan.revise(step=40, elapsed=20.0, seconds_per_step=0.502)  # within the slack
+    # 40 % slower from here: 80 steps × 0.7 s would end at 76 s; 40 s left → 57 → 56 steps
+    assert plan.revise(step=40, elapsed=20.0, seconds_per_step=0.7)
+    assert plan.total_steps == 96 and plan.seconds_per_step == 0.7 and plan.revisions == 1
+    # faster again: the plan grows back (to whole epochs), never past max_epochs
+    assert plan.revise(step=60, elapsed=33.0, seconds_per_step=0.25)
+    assert plan.total_steps == 168
+    capped = TrainingPlan.create(4, 20, 1.0)
+    capped.fix(0.75, 4)
+    assert capped.total_steps == 80 and not capped.revise(8, 6.0, 0.1)  # max_epochs: 80
+    late = TrainingPlan.create(4, 1000, 1.0)
+    late.fix(0.5, 4)
+    assert late.revise(step=100, elapsed=61.0, seconds_per_step=0.5)  # the budget is spent
+    assert late.finished(100) and late.total_steps == 100
+    assert not TrainingPlan.create(4, 10, None).revise(8, 1e6, 1.0)  # an epoch budget: never
+
+
+def test_a_slowdown_after_the_first_epoch_does_not_overrun_the_budget(tmp_path, data, monkeypatch):
+    """The plan is fixed from the first epoch; every later step is 4× slower (another job took
+    the cores). Without revision the run took ≈ 4× its budget; with it, ≈ the budget."""
+    import time
+
+    step = Trainer._step
+    pause = {"s": 0.0}
+
+    def slow_step(self, positions, start):
+        if self.plan.fixed and pause["s"] == 0.0:
+            pause["s"] = 3.0 * self.plan.seconds_per_step
+        time.sleep(pause["s"])
+        return step(self, positions, start)
+
+    monkeypatch.setattr(Trainer, "_step", slow_step)
+    budget_min = 0.05
+    config = load_config(
+        tiny_config(
+            data, tmp_path / "run", optim={"max_epochs": 100000, "max_time_min": budget_min}
+        )
+    )
+    result = train(config, verbose=False)
+    plan = result.results["plan"]
+    history = load_checkpoint(result.run_dir / "checkpoint.pt")["history"]
+    elapsed = history[-1]["time_s"]
+    epoch_s = elapsed / len(history)
+    assert elapsed <= 60 * budget_min * 1.05 + 2 * epoch_s, (elapsed, len(history), plan)
+    assert plan["revisions"] >= 1 and result.results["steps"] == plan["total_steps"]
+
+
 def test_time_budget_fixes_a_step_plan_that_resume_keeps(tmp_path, data):
     config = load_config(_cosine(data, tmp_path / "run", max_epochs=1000, max_time_min=0.03))
     result = train(config, verbose=False)
@@ -141,7 +193,9 @@ def test_time_budget_fixes_a_step_plan_that_resume_keeps(tmp_path, data):
     extended = train(longer, extend=True, verbose=False)
     new_plan = extended.results["plan"]
     assert new_plan["total_steps"] >= plan["total_steps"] + 4
-    assert new_plan["seconds_per_step"] == plan["seconds_per_step"]  # deterministic
+    # extending is computed from the stored rate; only a later revision (the extended run's
+    # own speed drifting) may replace it
+    assert new_plan["revisions"] or new_plan["seconds_per_step"] == plan["seconds_per_step"]
     assert extended.results["steps"] == new_plan["total_steps"]
 
 

@@ -11,6 +11,13 @@ path an uninterrupted one would.
   the process's first step — allocation, warm-up — left out):
   n = ⌊budget / (seconds per step)⌋, rounded down to whole epochs when n ≥ one epoch and
   capped at max_epochs. Until then p = 0.
+* Revision (time budget): a machine's speed drifts (another job starts on the same cores,
+  later epochs save more checkpoints), so a plan fixed from the first epoch can overrun the
+  budget by a third. At every epoch end the projected end, elapsed + (total − step)·rate at
+  the recent rate, is compared with the budget; the plan is re-fixed (total_steps =
+  step + ⌊(budget − elapsed)/rate⌋, whole epochs) when the projected end overruns it by more
+  than REVISE_SLACK or ends more than REVISE_SLACK and one epoch early. The revised plan is
+  stored like the first, so p stays a pure function of the stored state.
 * ``extend``: a new (larger) budget replaces the old one; the new total is computed from the
   recorded seconds per step, so extending is deterministic too.
 """
@@ -21,6 +28,7 @@ import math
 from dataclasses import asdict, dataclass
 
 FIX_FRACTION = 0.1  # fix a time-budget plan inside epoch 1 once this much budget is spent
+REVISE_SLACK = 0.01  # fraction of the budget a projected end may miss it by before revising
 
 
 @dataclass
@@ -30,6 +38,7 @@ class TrainingPlan:
     max_time_min: float | None = None
     total_steps: int | None = None  # None until fixed (time budget)
     seconds_per_step: float | None = None  # measured when fixed from a time budget
+    revisions: int = 0  # times a time-budget plan was re-fixed from a later rate
 
     @classmethod
     def create(cls, steps_per_epoch: int, max_epochs: int, max_time_min: float | None):
@@ -79,6 +88,26 @@ class TrainingPlan:
         """Fix the plan from the measured time per step."""
         self.seconds_per_step = seconds_per_step
         self.total_steps = self.steps_for_budget(seconds_per_step, steps_done)
+
+    def revise(self, step: int, elapsed: float, seconds_per_step: float) -> bool:
+        """Re-fix a time-budget plan at an epoch end from the recent ``seconds_per_step``
+        when its projected end misses the budget (see the module docstring); True if it did."""
+        if not self.max_time_min or not self.fixed or self.finished(step):
+            return False
+        budget, rate = 60.0 * self.max_time_min, max(seconds_per_step, 1e-9)
+        end = elapsed + (self.total_steps - step) * rate
+        early = budget - end > REVISE_SLACK * budget + self.steps_per_epoch * rate
+        if end <= (1.0 + REVISE_SLACK) * budget and not early:
+            return False
+        n = step + int(max(budget - elapsed, 0.0) / rate)
+        n = min(n, self.cap_steps())
+        if n - step >= self.steps_per_epoch:
+            n -= (n - step) % self.steps_per_epoch  # whole epochs from here
+        if n == self.total_steps:
+            return False
+        self.total_steps, self.seconds_per_step = max(n, step), seconds_per_step
+        self.revisions += 1
+        return True
 
     def extended(self, max_epochs: int, max_time_min: float | None, step: int, elapsed: float):
         """The plan for a larger budget (``--extend``); raises if it adds no step."""

@@ -41,7 +41,7 @@ from equipot.train.loss import LossFunction, LossWeights, Normalisation
 from equipot.train.metrics import ErrorAccumulator
 from equipot.train.model import TrainingModel
 from equipot.train.optim import EMA, LRSchedule, make_optimizer
-from equipot.train.plan import TrainingPlan
+from equipot.train.plan import FIX_FRACTION, TrainingPlan
 from equipot.train.prepare import Prepared
 from equipot.train.state import EpochSums, TrainState, capture, epoch_row, restore
 
@@ -95,6 +95,7 @@ class Trainer:
         self._last_checkpoint = time.perf_counter()
         self.snapshot: Snapshot | None = None
         self._timed_from: tuple[int, float] | None = None  # (step, elapsed) after warm-up
+        self._epoch_clock: list[tuple[int, float]] = []  # (step, elapsed) at epoch ends
         self.interrupts = Interrupts()
 
     # ------------------------------------------------------------------ state
@@ -314,6 +315,20 @@ class Trainer:
         self.plan.fix((s.elapsed - elapsed0) / max(s.step - step0, 1), s.step)
         self.report(f"training plan fixed: {self.plan.describe()}")
 
+    def _recent_rate(self) -> float:
+        """Seconds per step over the last epochs that span ≥ FIX_FRACTION of the budget (or
+        all of them since this process's warm-up step)."""
+        s = self.state
+        window = FIX_FRACTION * 60.0 * (self.plan.max_time_min or 0.0)
+        step0, elapsed0 = self._timed_from or (0, 0.0)
+        for step, elapsed in reversed(self._epoch_clock):
+            if step <= step0:
+                break
+            step0, elapsed0 = step, elapsed
+            if s.elapsed - elapsed >= window:
+                break
+        return (s.elapsed - elapsed0) / max(s.step - step0, 1)
+
     def _where(self) -> str:
         s = self.state
         if s.batch:
@@ -380,6 +395,9 @@ class Trainer:
         s.elapsed = float(comm.all_reduce_(clock)[0])
         if self.plan.due_to_fix(s.elapsed, end_of_epoch=True):
             self._fix_plan()
+        elif self.plan.revise(s.step, s.elapsed, self._recent_rate()):
+            self.report(f"training plan revised at the measured speed: {self.plan.describe()}")
+        self._epoch_clock.append((s.step, s.elapsed))
         row = epoch_row(s, self.sums, batches, train, valid_loss, metrics)
         return row | {
             f"valid_{n}_mae": metrics.get(f"{n}_mae", math.nan) for n in self.label_weights
