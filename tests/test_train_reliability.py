@@ -16,7 +16,7 @@ from equipot.cli.main import main
 from equipot.train import load_config, train
 from equipot.train.checkpoint import CheckpointError, load_checkpoint
 from equipot.train.guard import TrainingDiverged
-from equipot.train.plan import TrainingPlan
+from equipot.train.plan import TrainingPlan, recent_rate
 from equipot.train.trainer import Trainer
 from tests.fuzz_corpus import crafted_checkpoint
 from tests.train_utils import tiny_config, write_emt
@@ -146,6 +146,19 @@ def test_time_budget_plan_is_revised_when_the_speed_drifts():
     assert late.revise(step=100, elapsed=61.0, seconds_per_step=0.5)  # the budget is spent
     assert late.finished(100) and late.total_steps == 100
     assert not TrainingPlan.create(4, 10, None).revise(8, 1e6, 1.0)  # an epoch budget: never
+
+
+def test_recent_rate_spans_the_window_not_one_epoch():
+    clock = [(10 * k, 1.0 * k) for k in range(1, 31)]  # 0.1 s per step ...
+    clock += [(300 + 10 * k, 30.0 + 2.0 * k) for k in range(1, 6)]  # ... then 0.2 s per step
+    now = (360, 42.0)
+    # the last 10 s: from the epoch end at 32 s (step 310): 10 s / 50 steps
+    assert recent_rate(clock, now, since=(1, 0.1), window=10.0) == pytest.approx(0.2)
+    # a 20-s window reaches back into the fast epochs: from 22 s (step 220): 20 s / 140 steps
+    assert recent_rate(clock, now, since=(1, 0.1), window=20.0) == pytest.approx(20 / 140)
+    # a window longer than the run: from the first epoch end after the first timed step
+    assert recent_rate(clock, now, since=(1, 0.1), window=1e3) == pytest.approx(41 / 350)
+    assert recent_rate([], now, since=(1, 0.1), window=1e3) == pytest.approx(41.9 / 359)
 
 
 def test_a_slowdown_after_the_first_epoch_does_not_overrun_the_budget(tmp_path, data, monkeypatch):

@@ -28,7 +28,7 @@ import math
 from dataclasses import asdict, dataclass
 
 FIX_FRACTION = 0.1  # fix a time-budget plan inside epoch 1 once this much budget is spent
-REVISE_SLACK = 0.01  # fraction of the budget a projected end may miss it by before revising
+REVISE_SLACK = 0.02  # fraction of the budget a projected end may miss it by before revising
 
 
 @dataclass
@@ -149,3 +149,22 @@ class TrainingPlan:
     @classmethod
     def from_state(cls, state: dict) -> TrainingPlan:
         return cls(**state)
+
+
+def recent_rate(
+    clock: list[tuple[int, float]],
+    now: tuple[int, float],
+    since: tuple[int, float],
+    window: float,
+) -> float:
+    """Seconds per step from the latest epoch end in ``clock`` ((step, elapsed) per epoch end,
+    in order) that lies at least ``window`` seconds before ``now`` (else from the earliest
+    epoch end after ``since``, the first timed step, or from ``since``) to ``now``."""
+    start = since
+    for step, elapsed in reversed(clock):
+        if step <= since[0] or step >= now[0]:
+            break
+        start = (step, elapsed)
+        if now[1] - elapsed >= window:
+            break
+    return (now[1] - start[1]) / max(now[0] - start[0], 1)

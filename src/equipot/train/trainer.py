@@ -41,7 +41,7 @@ from equipot.train.loss import LossFunction, LossWeights, Normalisation
 from equipot.train.metrics import ErrorAccumulator
 from equipot.train.model import TrainingModel
 from equipot.train.optim import EMA, LRSchedule, make_optimizer
-from equipot.train.plan import FIX_FRACTION, TrainingPlan
+from equipot.train.plan import FIX_FRACTION, TrainingPlan, recent_rate
 from equipot.train.prepare import Prepared
 from equipot.train.state import EpochSums, TrainState, capture, epoch_row, restore
 
@@ -316,18 +316,10 @@ class Trainer:
         self.report(f"training plan fixed: {self.plan.describe()}")
 
     def _recent_rate(self) -> float:
-        """Seconds per step over the last epochs that span ≥ FIX_FRACTION of the budget (or
-        all of them since this process's warm-up step)."""
         s = self.state
         window = FIX_FRACTION * 60.0 * (self.plan.max_time_min or 0.0)
-        step0, elapsed0 = self._timed_from or (0, 0.0)
-        for step, elapsed in reversed(self._epoch_clock):
-            if step <= step0:
-                break
-            step0, elapsed0 = step, elapsed
-            if s.elapsed - elapsed >= window:
-                break
-        return (s.elapsed - elapsed0) / max(s.step - step0, 1)
+        since = self._timed_from or (0, 0.0)
+        return recent_rate(self._epoch_clock, (s.step, s.elapsed), since, window)
 
     def _where(self) -> str:
         s = self.state
