@@ -22,6 +22,7 @@ def files(tmp_path_factory):
 
 CASES = [  # (argv after the subcommand, with {m} model / {w} water / {c} copper, message)
     ("relax {m} {c} --pressure 1", "--pressure applies to cell relaxations (--cell)"),
+    ("relax {m} {w} --hessian-refresh 5", "--hessian-refresh applies to --method newton"),
     ("phonons {m} {c} --method autograd --delta 0.02", "--delta applies to finite differences"),
     ("elastic {m} {c} --clamped-ion --fmax 0.01", "--fmax applies to the ionic relaxation"),
     ("defects {m} {c} --images 3", "--images applies to the migration barrier (--migration)"),

@@ -215,6 +215,23 @@ def test_relax_cli(files, tmp_path, capsys):
     assert relaxed.info["iterations"] == 3 and len(relaxed) == 4
 
 
+def test_relax_cli_newton_with_one_exact_hessian(files, tmp_path, capsys):
+    """--hessian-refresh / --refresh-after-rejections reach the optimiser: a trust-region BFGS
+    from one exact Hessian converges with fewer Hessians than Newton proper."""
+    printed = {}
+    for name, extra in (
+        ("newton", []),
+        ("once", ["--hessian-refresh", "1000", "--refresh-after-rejections", "3"]),
+    ):
+        out = tmp_path / f"{name}.extxyz"
+        argv = ["relax", str(files / "model.eqp"), str(files / "water.xyz"), "--method",
+                "newton", "--fmax", "1e-4", "--out", str(out), *extra]  # fmt: skip
+        assert main(argv) == 0
+        printed[name] = capsys.readouterr().out
+    hessians = {k: int(v.split(" Hessians")[0].split()[-1]) for k, v in printed.items()}
+    assert hessians["once"] < hessians["newton"], printed
+
+
 def test_neb_cli(files, tmp_path, capsys):
     """A band that converges exits 0 and its barrier is the energy of its highest image
     (recomputed here with the calculator); one that cannot in the steps given exits 1."""

@@ -33,6 +33,19 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     p.add_argument("--steps", type=int, default=1000, help="maximum iterations")
     p.add_argument(
+        "--hessian-refresh",
+        type=int,
+        default=None,
+        help="newton: exact Hessian every K accepted steps, BFGS-updated between (default 1)",
+    )
+    p.add_argument(
+        "--refresh-after-rejections",
+        type=int,
+        default=None,
+        help="newton with --hessian-refresh: a new exact Hessian after N rejected steps in a "
+        "row (default 1); larger N only shrinks the trust region",
+    )
+    p.add_argument(
         "--out",
         type=Path,
         default=None,
@@ -52,7 +65,20 @@ def run(args) -> int:
 
     if args.fmax <= 0:
         raise ValueError(f"--fmax must be positive, got {args.fmax}")
-    reject_unused(args, {"pressure": (args.cell, "cell relaxations (--cell)")})
+    newton = (args.method == "newton", "--method newton")
+    reject_unused(
+        args,
+        {
+            "pressure": (args.cell, "cell relaxations (--cell)"),
+            "hessian_refresh": newton,
+            "refresh_after_rejections": newton,
+        },
+    )
+    options = {
+        k: v
+        for k in ("hessian_refresh", "refresh_after_rejections")
+        if (v := getattr(args, k)) is not None
+    }
     with_defaults(args, {"pressure": 0.0})
     potential = load_potential(args.model, args.dtype, skin=0.5)
     atoms = read_structure(args.structure, args.index)
@@ -76,6 +102,7 @@ def run(args) -> int:
             cell=args.cell,
             pressure=args.pressure,
             callback=callback,
+            **options,
         )
     finally:
         bar.close()
