@@ -20,6 +20,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from equipot.nn.constants import parameter_list
+
 
 @dataclass(frozen=True)
 class Comm:
@@ -45,9 +47,9 @@ class Comm:
 
 def sync_gradients(model: nn.Module, comm: Comm, extra: torch.Tensor | None = None):
     """Sum gradients (and ``extra``, a small float64 vector) over processes in one message."""
-    params = [p for p in model.parameters() if p.requires_grad]
     if comm.world_size == 1:
         return extra
+    params = [p for p in parameter_list(model) if p.requires_grad]
     grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
     flat = torch.cat([g.reshape(-1).double() for g in grads])
     if extra is not None:

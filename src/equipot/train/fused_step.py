@@ -31,6 +31,7 @@ from torch import Tensor
 from equipot.data.dataset import Batch
 from equipot.model.energy_model import ModelOutput
 from equipot.model.second_order import SecondOrderPass, second_order_available
+from equipot.nn.constants import parameter_list
 from equipot.physics.derivatives import Prediction, _from_edge_gradient, predict
 from equipot.train.loss import LossFunction, Normalisation, loss_terms
 from equipot.train.model import TrainingModel
@@ -82,7 +83,7 @@ def fused_applies(model: TrainingModel, dtype: torch.dtype) -> bool:
     return (
         type(model) is TrainingModel
         and model.net.heads is None
-        and all(p.requires_grad for p in model.parameters())
+        and all(p.requires_grad for p in parameter_list(model))
         and second_order_available(model.net, dtype)
     )
 

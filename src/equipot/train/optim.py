@@ -7,6 +7,7 @@ import math
 import torch
 from torch import nn
 
+from equipot.nn.constants import parameter_list
 from equipot.train.config import OptimConfig
 
 
@@ -116,7 +117,7 @@ class EMA:
         self.num_updates += 1
         n = self.num_updates
         d = min(self.decay, (1.0 + n) / (10.0 + n))
-        torch._foreach_lerp_(self.shadow, [p.detach() for p in model.parameters()], 1.0 - d)
+        torch._foreach_lerp_(self.shadow, [p.detach() for p in parameter_list(model)], 1.0 - d)
 
     @torch.no_grad()
     def copy_to(self, model: nn.Module) -> nn.Module:

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from equipot.model.builder import resolve_dtype
+from equipot.nn.constants import parameter_list
 from equipot.progress import progress_bar
 from equipot.progress import write as print_line
 from equipot.train import checkpoint as ckpt
@@ -283,7 +284,7 @@ class Trainer:
             mine[1:3] = [0.0, 0.0]  # rank 0's clock and checkpoint decision count
         extra = sync_gradients(self.model, comm, torch.tensor(mine, dtype=torch.float64))
         loss, elapsed, checkpoint_flag, interrupt = extra.tolist()
-        params = [p for p in self.model.parameters() if p.grad is not None]
+        params = [p for p in parameter_list(self.model) if p.grad is not None]
         if cfg.optim.grad_clip:
             norm_value = torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip, foreach=True)
         else:
