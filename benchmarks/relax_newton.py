@@ -10,8 +10,7 @@ The reference minimum is found first (Newton to fmax 1e-6 eV/Å from rMD17 aspir
 checked to be a genuine minimum (all non-rigid Hessian eigenvalues positive). Each trial
 rattles it (Gaussian, ``--rattle`` Å per coordinate) and relaxes to fmax 1e-4 eV/Å with each
 method. Iterations = optimiser steps (one energy/force evaluation each; Newton also one
-Hessian per step; the hybrid only every ``--refresh`` accepted steps, BFGS-updated between;
-the trust-region BFGS variant only at the start and after three rejected steps in a row).
+Hessian per step; the hybrid only every ``--refresh`` accepted steps, BFGS-updated between).
 
     python benchmarks/relax_newton.py --model runs/rmd17-aspirin/best.eqp
     python benchmarks/relax_newton.py            # random model (development only)
@@ -97,10 +96,6 @@ def main() -> None:
         f"newton, exact Hessian every {args.refresh} steps (BFGS between)": (
             "newton",
             {"hessian_refresh": args.refresh},
-        ),
-        "newton, exact Hessian once (trust-region BFGS; exact again after 3 rejections)": (
-            "newton",
-            {"hessian_refresh": 10**9, "refresh_after_rejections": 3},
         ),
         "lbfgs": ("lbfgs", {}),
         "fire": ("fire", {}),

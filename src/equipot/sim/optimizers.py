@@ -154,12 +154,10 @@ class Newton(_Base):
     and doubles for ρ > ¾ at the boundary.
 
     ``hessian_refresh`` = k > 1 computes the exact Hessian only at the start, after every k
-    accepted steps and after ``refresh_after_rejections`` (default 1) rejected steps in a row
-    taken with an updated one; in between the Hessian gets BFGS updates
-    H ← H − H s sᵀ H / sᵀ H s + y yᵀ / yᵀ s from each accepted step s and gradient change y
-    (skipped unless yᵀs and sᵀHs are positive). k = 1 (default) is Newton's method proper.
-    A large k with ``refresh_after_rejections`` > 1 is a trust-region BFGS started from the
-    exact Hessian: a rejected step only shrinks the trust region, as long as that helps.
+    accepted steps and after a rejected step taken with an updated one; in between the
+    Hessian gets BFGS updates H ← H − H s sᵀ H / sᵀ H s + y yᵀ / yᵀ s from each accepted
+    step s and gradient change y (skipped unless yᵀs and sᵀHs are positive). k = 1 (default)
+    is Newton's method proper.
     """
 
     def __init__(
@@ -171,22 +169,15 @@ class Newton(_Base):
         max_trust_radius: float = 1.5,
         energy_resolution: float = 1e-9,
         hessian_refresh: int = 1,
-        refresh_after_rejections: int = 1,
     ):
         super().__init__(objective)
         if hessian_refresh < 1:
             raise ValueError(f"hessian_refresh must be at least 1, got {hessian_refresh}")
-        if refresh_after_rejections < 1:
-            raise ValueError(
-                f"refresh_after_rejections must be at least 1, got {refresh_after_rejections}"
-            )
         self.hessian = hessian
         self.radius, self.max_radius = trust_radius, max_trust_radius
         self.energy_resolution = energy_resolution
         self.hessian_refresh = hessian_refresh
-        self.refresh_after_rejections = refresh_after_rejections
         self.hessians = 0
-        self._rejected = 0  # rejected steps in a row with the current (updated) Hessian
         self._cached: tuple | None = None  # (H, Q) for the current x
         self._updates = 0  # BFGS updates since the last exact Hessian
 
@@ -218,11 +209,8 @@ class Newton(_Base):
             else:
                 self._cached = None
             self.x, self.energy, self.gradient = x_new, e_new, g_new
-            self._rejected = 0
         elif self._updates:
-            self._rejected += 1
-            if self._rejected >= self.refresh_after_rejections:
-                self._cached, self._rejected = None, 0  # the updated Hessian misleads: exact
+            self._cached = None  # the updated Hessian misled the step: take the exact one
 
     def _solve(self, lam: np.ndarray, vec: np.ndarray, gv: np.ndarray) -> np.ndarray:
         def step_for(mu: float) -> np.ndarray:
