@@ -39,13 +39,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="newton: exact Hessian every K accepted steps, BFGS-updated between (default 1)",
     )
     p.add_argument(
-        "--refresh-after-rejections",
-        type=int,
-        default=None,
-        help="newton with --hessian-refresh: a new exact Hessian after N rejected steps in a "
-        "row (default 1); larger N only shrinks the trust region",
-    )
-    p.add_argument(
         "--out",
         type=Path,
         default=None,
@@ -71,14 +64,9 @@ def run(args) -> int:
         {
             "pressure": (args.cell, "cell relaxations (--cell)"),
             "hessian_refresh": newton,
-            "refresh_after_rejections": newton,
         },
     )
-    options = {
-        k: v
-        for k in ("hessian_refresh", "refresh_after_rejections")
-        if (v := getattr(args, k)) is not None
-    }
+    options = {} if args.hessian_refresh is None else {"hessian_refresh": args.hessian_refresh}
     with_defaults(args, {"pressure": 0.0})
     potential = load_potential(args.model, args.dtype, skin=0.5)
     atoms = read_structure(args.structure, args.index)
