@@ -33,15 +33,11 @@ from ase.io import read, write
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+from response_xtb import config  # noqa: E402
 from shell_model import ShellModel  # noqa: E402
 
 OUT = HERE / "out" / "dielectric_shell"
 FIELD = 1e-3  # V/Å, central differences of the labels
-LABELS = {
-    "dipole": {"key": "ref_dipole"},
-    "polarizability": {"key": "ref_polarizability"},
-    "bec": {"key": "ref_bec"},
-}
 
 
 def cell(a: float) -> Atoms:
@@ -107,45 +103,13 @@ def cmd_data(args) -> None:
     print(f"a0 = {a0:.4f} Å; {len(frames)} frames in {time.perf_counter() - start:.0f} s")
 
 
-def config(out: Path, budget: float) -> dict:
-    return {
-        "seed": 0,
-        "dtype": "float64",
-        "data": {
-            "train": {"path": str(out / "train.xyz"), "labels": LABELS},
-            "valid_fraction": 0.1,
-            "test": {"path": str(out / "test.xyz"), "labels": LABELS},
-        },
-        "model": {
-            "r_max": 5.0,
-            "l_max": 2,
-            "channels": 32,
-            "num_layers": 2,
-            "correlation": 3,
-            "radial_hidden": [32, 32],
-            "heads": {"dipole": {}, "polarizability": {}},
-        },
-        "loss": {
-            "energy_weight": 1.0,
-            "forces_weight": 100.0,
-            "label_weights": {"dipole": 300.0, "polarizability": 3000.0, "bec": 100.0},
-        },
-        "optim": {
-            "lr": 0.01,
-            "batch_size": 4,
-            "max_epochs": 100000,
-            "max_time_min": budget,
-            "scheduler": "cosine",
-        },
-        "output": {"dir": str(out / "run"), "progress": False, "plot": True},
-    }
-
-
 def cmd_train(args) -> None:
     from equipot.train.config import load_config
     from equipot.train.run import train
 
-    result = train(load_config(config(args.out, args.budget_min)))
+    # the response benchmark's recipe (model, loss weights, optimiser), smaller batches
+    cfg = config(args.out, args.budget_min, prefix="ref", batch_size=4, valid=0.1)
+    result = train(load_config(cfg))
     print(json.dumps(result.results["test"], indent=1))
 
 

@@ -184,18 +184,22 @@ def cmd_data(args) -> None:
     )
 
 
-def config(out: Path, budget: float) -> dict:
+def config(
+    out: Path, budget: float, *, prefix: str = "xtb", batch_size: int = 8, valid: float = 0.05
+) -> dict:
+    """The response model's training config (also ``dielectric_shell.py``'s): labels under
+    ``<prefix>_dipole`` / ``_polarizability`` / ``_bec`` in out/train.xyz and out/test.xyz."""
     labels = {
-        "dipole": {"key": "xtb_dipole"},
-        "polarizability": {"key": "xtb_polarizability"},
-        "bec": {"key": "xtb_bec"},
+        "dipole": {"key": f"{prefix}_dipole"},
+        "polarizability": {"key": f"{prefix}_polarizability"},
+        "bec": {"key": f"{prefix}_bec"},
     }
     return {
         "seed": 0,
         "dtype": "float64",
         "data": {
             "train": {"path": str(out / "train.xyz"), "labels": labels},
-            "valid_fraction": 0.05,
+            "valid_fraction": valid,
             "test": {"path": str(out / "test.xyz"), "labels": labels},
         },
         "model": {
@@ -214,7 +218,7 @@ def config(out: Path, budget: float) -> dict:
         },
         "optim": {
             "lr": 0.01,
-            "batch_size": 8,
+            "batch_size": batch_size,
             "max_epochs": 100000,
             "max_time_min": budget,
             "scheduler": "cosine",
