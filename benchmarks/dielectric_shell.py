@@ -9,7 +9,7 @@ jumps), the clamped-ion polarisability α and Z* (as ∂μ/∂r of its dipole he
 strained 8-atom cells, and then gives ε∞ = 1 + α/(ε₀Ω), ε₀ = ε∞ + Zᵀ Φ⁺ Z/(ε₀Ω) and Z* by
 autograd (``equipot.properties.dielectric``) at the shell model's equilibrium lattice.
 
-    python benchmarks/dielectric_shell.py data --frames 240      # ≈ 1 min
+    python benchmarks/dielectric_shell.py data --frames 240      # ≈ 3–6 min on one core
     python benchmarks/dielectric_shell.py train --budget-min 8
     python benchmarks/dielectric_shell.py evaluate                # table + JSON
 
