@@ -219,14 +219,14 @@ def test_relax_cli_newton_with_hessian_refresh(files, tmp_path, capsys):
     """--hessian-refresh reaches the optimiser: exact Hessians only every 10 accepted steps
     (BFGS-updated between) converge with fewer Hessians than Newton proper."""
     printed = {}
-    for name, extra in (("newton", []), ("once", ["--hessian-refresh", "10"])):
+    for name, extra in (("newton", []), ("refresh", ["--hessian-refresh", "10"])):
         out = tmp_path / f"{name}.extxyz"
         argv = ["relax", str(files / "model.eqp"), str(files / "water.xyz"), "--method",
                 "newton", "--fmax", "1e-4", "--out", str(out), *extra]  # fmt: skip
         assert main(argv) == 0
         printed[name] = capsys.readouterr().out
     hessians = {k: int(v.split(" Hessians")[0].split()[-1]) for k, v in printed.items()}
-    assert hessians["once"] < hessians["newton"], printed
+    assert hessians["refresh"] < hessians["newton"], printed
 
 
 def test_neb_cli(files, tmp_path, capsys):
