@@ -173,3 +173,34 @@ def test_feature_jacobian_any_chunk_equals_finite_differences(chunk):
         minus[i, a] -= h
         numeric = (phi(plus) - phi(minus)) / (2 * h)
         np.testing.assert_allclose(jac[i, a], numeric, rtol=1e-6, atol=1e-9)
+
+
+def test_latent_whitening_paths_agree_with_a_triangular_solve(monkeypatch):
+    """Batched (all elements at once), per-element and single-element whitening equal
+    L_z⁻¹ (φ − μ_z) by a triangular solve; an element absent from the fit is ∞."""
+    from equipot.uq import latent
+
+    rng = np.random.default_rng(3)
+    z = torch.as_tensor(rng.choice([1, 6, 8], size=200))
+    x = torch.as_tensor(rng.normal(size=(200, 5)) * [1.0, 2.0, 0.5, 3.0, 1.5])
+    fit = latent.LatentGaussian.fit(x, z)
+    probe_z = torch.as_tensor([1, 6, 8, 7, 1])  # N (7) was never seen
+    probe = torch.as_tensor(rng.normal(size=(5, 5)))
+    expected = torch.full_like(probe, torch.inf)
+    for k, element in enumerate(fit.atomic_numbers):
+        rows = probe_z == element
+        centred = (probe[rows] - fit.means[k]).T
+        expected[rows] = torch.linalg.solve_triangular(fit.cholesky[k], centred, upper=False).T
+    batched = fit.whitened(probe, probe_z)
+    monkeypatch.setattr(latent, "WHOLE_BATCH_LIMIT", 0)
+    looped = fit.whitened(probe, probe_z)
+    for u in (batched, looped):
+        assert torch.isinf(u[3]).all()
+        np.testing.assert_allclose(u[[0, 1, 2, 4]], expected[[0, 1, 2, 4]], rtol=1e-12)
+    single = latent.LatentGaussian.fit(x[z == 6], z[z == 6])
+    u = single.whitened(probe, probe_z)
+    ref = torch.linalg.solve_triangular(
+        single.cholesky[0], (probe[1] - single.means[0])[:, None], upper=False
+    )
+    np.testing.assert_allclose(u[1], ref[:, 0], rtol=1e-12)
+    assert torch.isinf(u[[0, 2, 3, 4]]).all()

@@ -14,11 +14,13 @@ d = ∞.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from torch import Tensor
+
+WHOLE_BATCH_LIMIT = 1 << 22  # E·N·D entries (32 MB in float64) whitened in one product
 
 
 class FeatureMoments:
@@ -78,6 +80,7 @@ class LatentGaussian:
     means: Tensor
     cholesky: Tensor
     counts: list[int]
+    _cache: tuple[Tensor, Tensor] | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def fit(cls, features: Tensor, atomic_numbers: Tensor, ridge: float = 1e-6) -> LatentGaussian:
@@ -89,17 +92,35 @@ class LatentGaussian:
     def num_features(self) -> int:
         return int(self.means.shape[1])
 
+    def _lookup(self) -> tuple[Tensor, Tensor]:
+        """(L_z⁻¹ (E, D, D), table atomic number → row of the fit, −1 if absent), cached:
+        whitening is then one batched product for all elements, not a masked solve each."""
+        if self._cache is None:
+            eye = torch.eye(self.num_features, dtype=torch.float64).expand_as(self.cholesky)
+            inverse = torch.linalg.solve_triangular(self.cholesky, eye, upper=False)
+            table = torch.full((max(self.atomic_numbers) + 1,), -1, dtype=torch.long)
+            table[torch.tensor(self.atomic_numbers)] = torch.arange(len(self.atomic_numbers))
+            self._cache = (inverse, table)
+        return self._cache
+
     def whitened(self, features: Tensor, atomic_numbers: Tensor) -> Tensor:
         """u_i (N, D) in float64; rows of elements absent from the fit are ∞."""
         x = features.detach().to(torch.float64).cpu()
         z = atomic_numbers.cpu()
-        out = torch.full_like(x, torch.inf)
-        for k, element in enumerate(self.atomic_numbers):
-            rows = z == element
-            if bool(rows.any()):
-                centred = (x[rows] - self.means[k]).T
-                out[rows] = torch.linalg.solve_triangular(self.cholesky[k], centred, upper=False).T
-        return out
+        inverse, table = self._lookup()
+        row = torch.where(z < len(table), table[z.clamp_max(len(table) - 1)], -1)
+        if len(self.atomic_numbers) == 1:
+            u = (x - self.means[0]) @ inverse[0].T
+        elif x.numel() * len(self.atomic_numbers) <= WHOLE_BATCH_LIMIT:
+            # (E, N, D): every element's whitening of every atom, then each atom's own
+            u_all = (x.unsqueeze(0) - self.means.unsqueeze(1)) @ inverse.transpose(1, 2)
+            u = u_all[row.clamp_min(0), torch.arange(len(x))]
+        else:  # large systems: one product per element present
+            u = torch.empty_like(x)
+            for k in range(len(self.atomic_numbers)):
+                rows = row == k
+                u[rows] = (x[rows] - self.means[k]) @ inverse[k].T
+        return u.masked_fill((row < 0).unsqueeze(1), torch.inf)
 
     def distance(self, features: Tensor, atomic_numbers: Tensor) -> Tensor:
         """d_i (N,) = ‖u_i‖/√D, float64."""
