@@ -227,14 +227,22 @@ class EnergyModel(nn.Module):
         return torch.cat([layer.node.readout[-1][:, 0] for layer in self.layers])
 
     def _engine_feature_factors(self, like: Tensor) -> Tensor:
+        key = (like.dtype, like.device)  # constant per model: built once, not every MD step
+        cache = self.__dict__.setdefault("_feature_factor_cache", {})
+        if key not in cache:
+            cache[key] = self._feature_factors().to(like)
+        return cache[key]
+
+    def _feature_factors(self) -> Tensor:
         factors = [
             torch.full(
                 (len(layer.node.readout[-1]),),
                 self.config.scale * (SILU_SCALE if len(layer.node.readout) > 1 else 1.0),
+                dtype=torch.float64,
             )
             for layer in self.layers
         ]
-        return torch.cat(factors).to(like)
+        return torch.cat(factors)
 
     def forward(self, graph: AtomicGraph, features: bool = False) -> ModelOutput:
         """Energies and tensor-head outputs; with ``features``, also φ̃_i = scale·[a_i^(0), …,

@@ -24,6 +24,7 @@ from equipot.model.energy_model import EnergyModel
 from equipot.physics.derivatives import Prediction, predict
 from equipot.uq.committee import CommitteePrediction, check_members, committee_predict
 from equipot.uq.llpr import feature_jacobian, system_features
+from equipot.uq.local_scores import LocalScores
 from equipot.uq.store import ForceBall, Uncertainty
 
 
@@ -76,6 +77,18 @@ class UncertainPredictor:
         self.last_layer_forces = last_layer_forces or (
             ball is not None and ball.score == "last-layer"
         )
+        self._local_scores: LocalScores | None = None
+
+    def _folded(self, uq: Uncertainty | None) -> LocalScores | None:
+        """The one-product path for one model (uq/local_scores.py), rebuilt when the model's
+        uncertainty is replaced (e.g. by a calibration)."""
+        if self.is_committee or self.last_layer_forces or uq is not self.uncertainty:
+            return None
+        if not LocalScores.applies(uq):
+            return None
+        if self._local_scores is None or self._local_scores.uncertainty is not uq:
+            self._local_scores = LocalScores(uq)
+        return self._local_scores
 
     def available(self) -> list[str]:
         """The calculator's uncertainty keys this predictor fills (see the calculator)."""
@@ -136,6 +149,12 @@ class UncertainPredictor:
             pred = predict(model, graph, forces=forces, stress=stress, features=features)
             out = UncertainPrediction(pred)
             uq = model.uncertainty
+            folded = self._folded(uq)
+            if folded is not None and folded.fits(graph.num_atoms):
+                for key, value in folded(pred.features, graph).items():
+                    if forces or key not in ("force_sigma", "force_radius"):
+                        setattr(out, key, value)
+                return out
             if uq is not None and uq.posterior is not None:
                 post = uq.posterior
                 phi = pred.features.detach()
