@@ -241,6 +241,11 @@ def test_folded_md_scores_equal_the_general_path(dataset, score, monkeypatch):
     predictor = UncertainPredictor([fast])
     folded = predictor(graph)
     assert predictor._local_scores is not None  # the folded path ran
+    # atomic numbers edited in place (e.g. a swap move) are seen: the element cache is by value
+    swapped = graph.replace(atomic_numbers=graph.atomic_numbers.clone())
+    assert torch.isinf(predictor(swapped).latent_distance).any()
+    swapped.atomic_numbers[swapped.atomic_numbers == 13] = 29
+    assert torch.isfinite(predictor(swapped).latent_distance).all()
     monkeypatch.setattr(local_scores.LocalScores, "applies", staticmethod(lambda uq: False))
     general = UncertainPredictor([fast])(graph)
     assert UncertainPredictor([fast])._folded(uq) is None

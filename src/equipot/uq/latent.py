@@ -92,7 +92,7 @@ class LatentGaussian:
     def num_features(self) -> int:
         return int(self.means.shape[1])
 
-    def _lookup(self) -> tuple[Tensor, Tensor]:
+    def whitening_tables(self) -> tuple[Tensor, Tensor]:
         """(L_z⁻¹ (E, D, D), table atomic number → row of the fit, −1 if absent), cached:
         whitening is then one batched product for all elements, not a masked solve each."""
         if self._cache is None:
@@ -107,7 +107,7 @@ class LatentGaussian:
         """u_i (N, D) in float64; rows of elements absent from the fit are ∞."""
         x = features.detach().to(torch.float64).cpu()
         z = atomic_numbers.cpu()
-        inverse, table = self._lookup()
+        inverse, table = self.whitening_tables()
         row = torch.where(z < len(table), table[z.clamp_max(len(table) - 1)], -1)
         if len(self.atomic_numbers) == 1:
             u = (x - self.means[0]) @ inverse[0].T

@@ -40,7 +40,7 @@ class LocalScores:
             offsets.append(torch.zeros(len(g), dtype=torch.float64))
         self.latent_table: Tensor | None = None
         if latent is not None:
-            inverse, self.latent_table = latent._lookup()
+            inverse, self.latent_table = latent.whitening_tables()
             for k in range(len(latent.atomic_numbers)):
                 a = inverse[k].T / latent.num_features**0.5
                 blocks.append(a)
@@ -68,17 +68,15 @@ class LocalScores:
     def _latent_columns(self, numbers: Tensor) -> tuple[Tensor, Tensor | None]:
         """Per-atom column of its element's block (N, 1), and the mask of elements absent from
         the fit (or None); cached for the last atomic numbers (MD: the same every step)."""
-        if self._numbers is not None and (
-            numbers is self._numbers
-            or (numbers.shape == self._numbers.shape and torch.equal(numbers, self._numbers))
-        ):
-            return self._columns, self._absent
+        cached = self._numbers
+        if cached is not None and cached.shape == numbers.shape and torch.equal(cached, numbers):
+            return self._columns, self._absent  # compared by value: callers may edit in place
         table = self.latent_table
         z = numbers.cpu()
         row = torch.where(z < len(table), table[z.clamp_max(len(table) - 1)], -1)
         absent = row < 0
         first = 1 if self.has_posterior else 0
-        self._numbers = numbers
+        self._numbers = numbers.clone()
         self._columns = (row.clamp_min(0) + first).unsqueeze(1).to(numbers.device)
         self._absent = absent.to(numbers.device) if bool(absent.any()) else None
         return self._columns, self._absent
