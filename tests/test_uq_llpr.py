@@ -208,15 +208,23 @@ def test_latent_whitening_paths_agree_with_a_triangular_solve(monkeypatch):
     assert torch.isinf(u[[0, 2, 3, 4]]).all()
 
 
+@pytest.mark.parametrize("on_kernel", [True, False])
 @pytest.mark.parametrize("score", [None, "local", "latent"])
-def test_folded_md_scores_equal_the_general_path(dataset, score, monkeypatch):
-    """The one-product path of the MD step (uq/local_scores.py) gives the general path's
-    σ(E_s), σ(E_i), latent distances and force ball, for a batch of two systems and an atom
-    whose element the latent fit never saw (∞)."""
+def test_folded_md_scores_equal_the_general_path(dataset, score, on_kernel, monkeypatch):
+    """The one-product path of the MD step (uq/local_scores.py; in PyTorch, and in one C++ call
+    where the kernels are built) gives the general path's σ(E_s), σ(E_i), latent distances and
+    force ball, for a batch of two systems and an atom whose element the latent fit never saw
+    (∞)."""
     from equipot.graph import batch_graphs
+    from equipot.kernels import cpu_kernels
     from equipot.uq import local_scores
     from equipot.uq.latent import LatentGaussian
     from equipot.uq.store import ForceBall
+
+    if on_kernel:
+        assert cpu_kernels() is not None  # CI builds the kernels; the C++ path must be tested
+    else:
+        monkeypatch.setattr(local_scores, "cpu_kernels", lambda: None)
 
     model = _tiny_model(seed=2)
     uq = fit_uncertainty(model, dataset, batch_size=8)

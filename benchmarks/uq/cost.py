@@ -1,7 +1,7 @@
 """What uncertainty costs in MD (issue 13): last-layer variance + latent distance + force
 ball on a single model, and a committee of 4, against the plain model's MD step.
 
-    flock /work/coord/cpu.lock python benchmarks/uq/cost.py [--steps 200]
+    flock /work/coord/cpu.lock python benchmarks/uq/cost.py [--steps 200] [--systems water ethanol]
 
 Same-size models (default ModelConfig: 32 channels, l_max 2, hidden L = 1, 2 layers,
 correlation 3, radial MLP [64, 64, 64]; and the speed benchmark's 64 channels / l_max 3)
@@ -40,6 +40,7 @@ SIZES = {
     "c64-l3": {"channels": 64, "l_max": 3, "hidden_l_max": 1},
 }
 SYSTEMS = {
+    "water": lambda: molecule("H2O"),
     "ethanol": lambda: molecule("CH3CH2OH"),
     "aspirin": lambda: _aspirin(),
     "Cu256": lambda: bulk("Cu", "fcc", a=3.61, cubic=True) * (4, 4, 4),
@@ -91,15 +92,18 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=100, help="timed steps per variant per round")
     p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--systems", nargs="+", choices=sorted(SYSTEMS), default=list(SYSTEMS))
+    p.add_argument("--sizes", nargs="+", choices=sorted(SIZES), default=list(SIZES))
     p.add_argument("--out", type=Path, default=Path("benchmarks/out/uq/cost.json"))
     args = p.parse_args()
     torch.set_num_threads(int(os.environ.get("EQUIPOT_THREADS", "2")))
     import tempfile
 
     rows = {"uptime_before": os.popen("uptime").read().strip()}
-    for size_name, size in SIZES.items():
-        for name, make in SYSTEMS.items():
-            atoms = make()
+    for size_name in args.sizes:
+        size = SIZES[size_name]
+        for name in args.systems:
+            atoms = SYSTEMS[name]()
             elements = sorted(set(atoms.get_chemical_symbols()))
             with tempfile.TemporaryDirectory() as tmp:
                 frames = _labelled(atoms, 3) if name.startswith("Cu") else [atoms] * 3

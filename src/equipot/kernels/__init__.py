@@ -25,6 +25,7 @@ _SOURCES = [
     _HERE / "inference.cpp",
     _HERE / "pair_terms.cpp",
     _HERE / "training.cpp",
+    _HERE / "uq_scores.cpp",
 ]
 _HEADERS = [
     _HERE / "tp_sc.h",

@@ -10,6 +10,7 @@ using namespace equipot;
 void register_inference(pybind11::module& m);  // inference.cpp
 void register_pair_terms(pybind11::module& m);  // pair_terms.cpp
 void register_training(pybind11::module& m);   // training.cpp
+void register_uq_scores(pybind11::module& m);  // uq_scores.cpp
 
 torch::Tensor tp_forward(torch::Tensor h, torch::Tensor Y, torch::Tensor R, torch::Tensor nbr,
                          torch::Tensor count, int64_t ncols, torch::Tensor path_info,
@@ -114,4 +115,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   register_inference(m);
   register_pair_terms(m);
   register_training(m);
+  register_uq_scores(m);
 }
