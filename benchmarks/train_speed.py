@@ -202,6 +202,7 @@ def main() -> None:
     p.add_argument("--nequip-epochs", type=int, default=3)
     p.add_argument("--out", type=Path, default=HERE / "out")
     args = p.parse_args()
+    args.out = args.out.resolve()  # the peers run in their own working directories
     args.out.mkdir(parents=True, exist_ok=True)
     load = {"uptime_before": os.getloadavg()}
     rows = []
