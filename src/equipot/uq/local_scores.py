@@ -138,7 +138,7 @@ class LocalScores:
             self.offset,
             self.dim,
             self.has_posterior,
-            self._kernel_columns if self.has_latent else torch.empty(0, dtype=torch.long),
+            self._kernel_columns,  # empty without a latent fit
             graph.batch,
             graph.num_systems,
             self._ball_code,
