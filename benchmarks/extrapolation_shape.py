@@ -8,7 +8,8 @@ at that geometry is its zero, as the reference's minimum is the reference's zero
 * shape: the stationary points (local minima and maxima, after dropping wiggles smaller than
   ``prominence``) of model and reference are the same kind, in the same order along the
   coordinate, each within ``tolerance`` grid points of the reference's, and their energies are
-  ranked in the same order (which minimum is lowest, which barrier is highest).
+  ranked in the same order (which minimum is lowest, which barrier is highest) wherever the
+  reference separates them by at least ``prominence``.
 
 A torsion scan through a full turn is periodic (its closing point repeats the first one and is
 dropped); stretches and compressions are open curves whose ends are not stationary points.
@@ -57,8 +58,16 @@ def stationary_points(
     return points
 
 
-def _ranks(values: list[float]) -> list[int]:
-    return list(np.argsort(np.argsort(values, kind="stable"), kind="stable"))
+def _same_order(reference: list[float], model: list[float], prominence: float) -> bool:
+    """Every pair of stationary points that the reference separates by at least
+    ``prominence`` is ordered the same way by the model; closer pairs (symmetry-equivalent
+    minima differing by numerical noise) are ties."""
+    for a in range(len(reference)):
+        for b in range(a + 1, len(reference)):
+            gap = reference[a] - reference[b]
+            if abs(gap) >= prominence and np.sign(model[a] - model[b]) != np.sign(gap):
+                return False
+    return True
 
 
 def compare(
@@ -96,7 +105,7 @@ def compare(
             ):
                 ref_e = [ref_rel[i] for i, _ in ref_points]
                 pred_e = [pred_rel[i] for i, _ in rotated]
-                same = _ranks(ref_e) == _ranks(pred_e)
+                same = _same_order(ref_e, pred_e, prominence)
                 if same:
                     break
     return {

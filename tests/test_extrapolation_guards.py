@@ -106,13 +106,16 @@ def test_statistics_report_the_shortest_distance_of_each_pair(tmp_path):
     assert stats.binding_per_atom == pytest.approx((-18.0 + 0.025 + 14.0) / 5.0, abs=1e-9)
 
 
-def test_training_default_switch_comes_from_the_data():
+def test_data_switch_comes_from_the_data_and_the_default_is_covalent():
     shortest = {f"{a}-{b}": d for (a, b), d in METHYL_ACETATE.items()}
-    rep = ModelOptions().architecture(["H", "C", "O"], shortest)["repulsion"]
+    data = ModelOptions(repulsion={"switch": "data"})
+    rep = data.architecture(["H", "C", "O"], shortest)["repulsion"]
     assert (rep.inner, rep.outer) == (0.85, 0.93)
     assert rep.radii["C"] + rep.radii["H"] == pytest.approx(0.986, abs=1e-6)
-    covalent = ModelOptions(repulsion={"switch": "covalent"}).architecture(["H", "C", "O"])
-    assert covalent["repulsion"] == Repulsion(inner=0.5, outer=0.75)
+    # the default: the covalent window, the radial floor holding the network below the data
+    default = ModelOptions().architecture(["H", "C", "O"], shortest)
+    assert default["repulsion"] == Repulsion(inner=0.5, outer=0.75)
+    assert default["radial_floor"] == pytest.approx(shortest, rel=2e-5)
     assert ModelOptions(repulsion=None).architecture(["H"])["repulsion"] is None
     with pytest.raises(ValueError):
         RepulsionOptions(switch="nearest")
@@ -124,10 +127,11 @@ def test_training_default_switch_comes_from_the_data():
 
 def test_ch_pair_just_below_the_data_is_repelled_with_the_data_switch():
     """The gap of the 0.5–0.75 covalent switch: at C–H 0.87 Å (12 % below the shortest C–H of
-    the data) it gives nothing; the training default (data switch, 0.85–0.93 × d) gives most of
+    the data) it gives nothing; the data switch (0.85–0.93 × d) gives most of
     ZBL's wall there, and nothing at the data's own distances nor at 0.93·d."""
     shortest = {f"{a}-{b}": d for (a, b), d in METHYL_ACETATE.items()}
-    new_rep = ModelOptions().architecture(["H", "C", "O"], shortest)["repulsion"]
+    data = ModelOptions(repulsion={"switch": "data"})
+    new_rep = data.architecture(["H", "C", "O"], shortest)["repulsion"]
     old = small_model(seed=1, shift=0.0, repulsion=Repulsion(inner=0.5, outer=0.75))
     new = small_model(seed=1, shift=0.0, repulsion=new_rep)
     none = small_model(seed=1, shift=0.0, repulsion=None)

@@ -33,6 +33,15 @@ def model_file(tmp_path_factory, plugin):
     return path
 
 
+@pytest.fixture(scope="module")
+def floored_file(tmp_path_factory, plugin):
+    """A model with a radial floor above many of the test structures' pair distances."""
+    floor = {f"{a}-{b}": 1.6 for a in ELEMENTS for b in ELEMENTS}
+    path = tmp_path_factory.mktemp("lammps-floor") / "model.eqp"
+    export_model(small_model(seed=2, radial_floor=floor), path)
+    return path
+
+
 def _compressed():
     """A periodic cell squeezed until a Cu–O pair is inside full ZBL (r < r_in)."""
     atoms = random_crystal(6, seed=5)
@@ -98,6 +107,20 @@ def test_lammps_matches_calculator(model_file, kind, newton):
     _close(result.virial, virial)
     if stress is not None:  # ASE's stress is −W/V
         _close(-result.virial / atoms.get_volume(), stress)
+
+
+@pytest.mark.parametrize("kind", ["molecule", "compressed"])
+def test_lammps_applies_the_radial_floor(floored_file, kind):
+    """Edges below the floor are held by the plugin as by equipot (issue 10)."""
+    atoms = STRUCTURES[kind]()
+    model = equipot.load_model(floored_file)
+    assert model.floor_holds(equipot.atoms_to_graph(atoms, model.config.r_max, torch.float64))
+    energy, forces, atomic, virial, _ = _reference(floored_file, atoms)
+    result = run_single(atoms, floored_file, list(ELEMENTS), newton=True)
+    _close(result.energy, energy)
+    _close(result.forces, forces)
+    _close(result.atomic_energies, atomic)
+    _close(result.virial, virial)
 
 
 def _nve_inputs(tmp_path, model_file, plugin, newton=True):

@@ -27,13 +27,24 @@ def _compressed():
     return atoms
 
 
+@pytest.fixture(scope="module")
+def floored_files(tmp_path_factory):
+    """A model whose radial floor (1.6 Å for every pair) holds edges of the test structures."""
+    elements = ["H", "C", "O", "Cu"]
+    model = small_model(seed=2, radial_floor={f"{a}-{b}": 1.6 for a in elements for b in elements})
+    directory = tmp_path_factory.mktemp("metatomic-floor")
+    model.save(directory / "model.eqp")
+    return directory / "model.eqp", export_metatomic(model, directory / "model.pt")
+
+
+@pytest.mark.parametrize("floored", [False, True], ids=["plain", "floored"])
 @pytest.mark.parametrize(
     "atoms",
     [random_cluster(9, seed=5), random_crystal(6, seed=2), _compressed()],
     ids=["molecule", "triclinic", "compressed"],
 )
-def test_metatomic_calculator_matches_equipot(files, atoms):
-    eqp, pt = files
+def test_metatomic_calculator_matches_equipot(files, floored_files, atoms, floored):
+    eqp, pt = floored_files if floored else files
     ours = atoms.copy()
     ours.calc = equipot.EquipotCalculator(str(eqp), dtype="float64")
     theirs = atoms.copy()

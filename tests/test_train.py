@@ -57,13 +57,18 @@ def test_model_options_mirror_model_config():
     fields = equipot.ModelConfig.model_fields
     for name, field in ModelOptions.model_fields.items():
         assert name in fields, name
-        if name not in ("elements", "e0", "scale", "shift", "avg_num_neighbors", "repulsion"):
+        statistics = ("elements", "e0", "scale", "shift", "avg_num_neighbors")
+        if name not in (*statistics, "repulsion", "radial_floor"):  # resolved from the data
             assert field.get_default(call_default_factory=True) == fields[name].get_default(
                 call_default_factory=True
             ), name
-    # training places the ZBL switch from the data's shortest distances (a model built without
-    # data keeps the covalent window of ModelConfig)
-    assert ModelOptions().repulsion.switch == "data"
+    # training holds the network at the data's shortest distances (a model built without data
+    # has no floor) and keeps ModelConfig's covalent ZBL window
+    assert (
+        ModelOptions().radial_floor == "data"
+        and equipot.ModelConfig(elements=["H"]).radial_floor is None
+    )
+    assert ModelOptions().repulsion.switch == "covalent"
 
 
 def test_loss_over_shards_adds_up_to_the_global_batch(tmp_path, data):

@@ -32,6 +32,7 @@ _HEADERS = [
     _HERE / "engine.h",
     _HERE / "engine_tensors.h",
     _HERE / "zbl.h",
+    _HERE / "radial_floor.h",
     _HERE / "second_order.h",
     _HERE / "edge_geometry.h",
 ]

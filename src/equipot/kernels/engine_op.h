@@ -100,9 +100,18 @@ class EngineEnergy : public torch::autograd::Function<EngineEnergy> {
     Slots s = to_slots(vectors, centres, neighbours, N, holder->engine->r_max());
     Tensor atomic, slot_grad;
     if (N > 0) {
-      auto out = holder->engine->run(s.vectors, s.neighbors, s.counts, species, true);
+      const auto& fl = holder->terms.floor;
+      Tensor seen = fl ? s.vectors.clone() : s.vectors;
+      const bool held = fl && fl->apply(s.vectors.data_ptr<double>(), s.neighbors.data_ptr<int64_t>(),
+                                        s.counts.data_ptr<int64_t>(), species.data_ptr<int64_t>(),
+                                        N, s.K, seen.data_ptr<double>());
+      auto out = holder->engine->run(seen, s.neighbors, s.counts, species, true);
       atomic = out[0].contiguous();
       slot_grad = out[1].contiguous();
+      if (held)
+        fl->chain(s.vectors.data_ptr<double>(), s.neighbors.data_ptr<int64_t>(),
+                  s.counts.data_ptr<int64_t>(), species.data_ptr<int64_t>(), N, s.K,
+                  slot_grad.data_ptr<double>());
       if (holder->terms.repulsion)
         holder->terms.repulsion->add_to_slots<double>(
             s.vectors.data_ptr<double>(), s.neighbors.data_ptr<int64_t>(),

@@ -4,6 +4,7 @@
 #pragma once
 
 #include "engine.h"
+#include "radial_floor.h"
 #include "zbl.h"
 
 #include <optional>
@@ -14,7 +15,8 @@ namespace equipot {
 
 // Bump together with ENGINE_FORMAT in equipot/model/inference.py when the layout changes.
 // 2: parameters of the model's extra energy terms ("term.<name>.<key>", ZBL repulsion).
-constexpr int64_t kEngineFormat = 2;
+// 3: the radial floor ("floor.table", "floor.softness"), which a format-2 host would ignore.
+constexpr int64_t kEngineFormat = 3;
 
 using TensorMap = std::unordered_map<std::string, Tensor>;
 
@@ -86,6 +88,7 @@ inline InferenceEngine engine_from_tensors(const TensorMap& t) {
 // is an error, never a silently missing energy.
 struct Terms {
   std::optional<zbl::Parameters> repulsion;
+  std::optional<floor::Parameters> floor;  // applied by the host to the engine's input edges
 };
 
 inline Terms terms_from_tensors(const TensorMap& t) {
@@ -108,6 +111,15 @@ inline Terms terms_from_tensors(const TensorMap& t) {
                     int64_t(p.charge.size()) == entry(t, "embedding").size(0),
                 "packed inference engine: ZBL repulsion needs a charge and a radius per element");
     terms.repulsion = std::move(p);
+  }
+  if (t.count("floor.table")) {
+    floor::Parameters f;
+    f.table = reals(t, "floor.table");
+    f.elements = entry(t, "embedding").size(0);
+    f.softness = real(t, "floor.softness");
+    TORCH_CHECK(int64_t(f.table.size()) == f.elements * f.elements && f.softness > 0.0,
+                "packed inference engine: the radial floor needs an element × element table");
+    terms.floor = std::move(f);
   }
   return terms;
 }

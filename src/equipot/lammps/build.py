@@ -20,7 +20,7 @@ _HERE = Path(__file__).parent
 _KERNELS = _HERE.parent / "kernels"
 _SOURCES = [_HERE / "pair_equipot.cpp", _HERE / "plugin.cpp"]
 _HEADERS = [_HERE / n for n in ("pair_equipot.h", "model_file.h", "lammpsplugin.h")] + [
-    _KERNELS / n for n in ("engine.h", "engine_tensors.h", "tp_sc.h", "zbl.h")
+    _KERNELS / n for n in ("engine.h", "engine_tensors.h", "tp_sc.h", "zbl.h", "radial_floor.h")
 ]
 PLUGIN_NAME = "equipot_lammps.so"
 _MONTHS = "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split()

@@ -303,10 +303,15 @@ void PairEquipot::compute(int eflag, int vflag) {
     }
   } else {
     try {
-      auto out = engine_->run(vectors.to(dtype_), neighbors, counts, species.narrow(0, 0, nall),
+      // the radial floor: the network reads held copies of the edges shorter than the data's
+      at::Tensor seen = terms_.floor ? vectors.clone() : vectors;
+      const bool held =
+          terms_.floor && terms_.floor->apply(v, nb, cn, z, nlocal, K, seen.data_ptr<double>());
+      auto out = engine_->run(seen.to(dtype_), neighbors, counts, species.narrow(0, 0, nall),
                               true, &exchange_);
       atomic = out[0].to(at::kDouble).contiguous();
       grad = out[1].to(at::kDouble).contiguous();
+      if (held) terms_.floor->chain(v, nb, cn, z, nlocal, K, grad.data_ptr<double>());
     } catch (const std::exception &e) {
       error->one(FLERR, "pair equipot: {}", e.what());
     }

@@ -20,7 +20,8 @@ from pathlib import Path
 _KERNELS = Path(__file__).parent.parent / "kernels"
 _SOURCES = [_KERNELS / "engine_library.cpp"]
 _HEADERS = [
-    _KERNELS / n for n in ("engine_op.h", "engine_tensors.h", "engine.h", "tp_sc.h", "zbl.h")
+    _KERNELS / n
+    for n in ("engine_op.h", "engine_tensors.h", "engine.h", "tp_sc.h", "zbl.h", "radial_floor.h")
 ]
 LIBRARY_NAME = "libequipot_metatomic.so"
 

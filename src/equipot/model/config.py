@@ -14,7 +14,8 @@ from equipot.model.long_range import LongRangeConfig
 # schema 1 load with their shift and without repulsion, so they give the same energies.
 # 3: latent charges take the excess charge back by learned weights (long_range.excess_charge);
 # files of schema ≤ 2 keep the uniform correction they were trained with.
-MODEL_SCHEMA_VERSION = 3
+# 4: optional radial floor (radial_floor); files without one evaluate as before.
+MODEL_SCHEMA_VERSION = 4
 
 
 class Repulsion(BaseModel):
@@ -23,10 +24,11 @@ class Repulsion(BaseModel):
     where ``radii`` are given, those per-element switch radii (Å): it acts only where atoms are
     closer than anything the training set contains (see model/terms/zbl.py).
 
-    Training (``equipot train``) sets ``radii`` from the shortest distance of each element pair
-    in the training data (``model.repulsion.switch: data``, the default), so that the wall
-    starts where the data end; without ``radii`` the switch is the fixed covalent fraction
-    (0.5–0.75 × covalent sum by default, the schema-2 behaviour)."""
+    Without ``radii`` the switch is the fixed covalent fraction (0.5–0.75 × covalent sum by
+    default; the training default, with the radial floor holding the network between it and
+    the data). ``model.repulsion.switch: data`` in training sets ``radii`` from the shortest
+    distance of each element pair in the training data, so that the wall starts where the
+    data end."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -61,6 +63,10 @@ class ModelConfig(BaseModel):
     isolated-atom references, atoms pulled apart go smoothly (C², through the cutoff
     envelope) to Σ E0.
 
+    With ``radial_floor`` the network reads each edge no shorter than the floor of its element
+    pair (:mod:`equipot.nn.radial_floor`; training sets it just below the data's shortest
+    distances): below the data the network is held and the ZBL term alone gives the slope.
+
     ``shift`` is the coefficient of a smooth coordination ``ρ_i = Σ_j u(r_ij) /
     avg_num_neighbors`` (u: the cutoff envelope) added to E_i by models of schema 1. It is 0 by
     default and no longer set from statistics: a term linear in the neighbour count extrapolates
@@ -94,6 +100,15 @@ class ModelConfig(BaseModel):
         None,
         gt=0.0,
         description="bound c (eV) of each atom's network energy: ε → c·tanh(ε/c); None: off",
+    )
+    radial_floor: dict[str, float] | None = Field(
+        None,
+        description="per element pair 'A-B' (Å): the shortest distance the network's radial "
+        "functions read (equipot.nn.radial_floor); training sets the training data's shortest "
+        "distances; None: none",
+    )
+    radial_floor_softness: float = Field(
+        0.1, gt=0.0, lt=1.0, description="δ/f: how far below its floor f the network may read"
     )
     heads: dict[str, HeadConfig] = Field(
         default_factory=dict, description="tensor output heads (equipot.model.heads)"
@@ -144,6 +159,14 @@ class ModelConfig(BaseModel):
         stray = set(self.e0) - set(self.elements)
         if stray:
             raise ValueError(f"e0 given for elements not in the model: {sorted(stray)}")
+        for key, value in (self.radial_floor or {}).items():
+            pair = key.split("-", 1)
+            if len(pair) != 2 or not set(pair) <= set(self.elements):
+                raise ValueError(
+                    f"radial_floor key {key!r} must be 'A-B' with A, B among {self.elements}"
+                )
+            if not 0.0 < value < self.r_max:
+                raise ValueError(f"radial_floor {key} = {value} Å must lie in (0, r_max)")
         return self
 
     @property

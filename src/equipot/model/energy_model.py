@@ -28,6 +28,7 @@ from equipot.nn.constants import Constants, is_frozen
 from equipot.nn.edge_features import EdgeFeatures
 from equipot.nn.linear import SILU_SCALE, init_weight
 from equipot.nn.neighborhood import PaddedNeighbors, pad_neighbors
+from equipot.nn.radial_floor import RadialFloor
 from equipot.nn.species import Species
 from equipot.uq.store import Uncertainty
 
@@ -79,6 +80,11 @@ class EnergyModel(nn.Module):
             LongRange(c.long_range, c.channels, n_el, c.r_max) if c.long_range else None
         )
         self.terms = nn.ModuleDict(build_terms(c))  # repulsion, ...: model/terms/
+        self.radial_floor = (  # the network reads no distance shorter than its data's
+            RadialFloor(c.elements, c.radial_floor, c.radial_floor_softness)
+            if c.radial_floor
+            else None
+        )
         self.engine_slot = EngineSlot()  # C++ inference engine, built on first use
         self.heads = Heads(c) if c.heads else None  # tensor outputs, field coupling
 
@@ -152,6 +158,19 @@ class EnergyModel(nn.Module):
         far = vectors.new_tensor([2.0 * c.r_max, 0.0, 0.0])
         return species, padded, vectors, padded.scatter(vectors, fill=far)
 
+    def floor_holds(self, graph: AtomicGraph) -> bool:
+        """Whether the radial floor changes any edge of ``graph`` (an edge shorter than the
+        training data's shortest of its element pair): the engine paths that do not apply the
+        floor themselves (second order, the fused training step) then take autograd."""
+        if self.radial_floor is None:
+            return False
+        with torch.no_grad():
+            vectors = edge_vectors(
+                graph.positions, graph.cell, graph.batch, graph.edge_index, graph.edge_shift
+            )
+            species = self.species(graph.atomic_numbers)
+            return self.radial_floor.holds_edges(vectors, species, graph.edge_index)
+
     def _system_energy(self, graph: AtomicGraph, atomic: Tensor) -> Tensor:
         if graph.num_systems == 1:
             return atomic.sum().unsqueeze(0)
@@ -187,20 +206,25 @@ class EnergyModel(nn.Module):
         with torch.no_grad():
             species, padded, vectors, slots = self._prepare(graph)
             engine = engine_for(self, positions.dtype)
+            floor = self.radial_floor
+            held = floor is not None and floor.holds(slots, species, padded.neighbors)
+            seen = floor(slots, species, padded.neighbors) if held else slots
             if self.long_range is None:
                 atomic, slot_grad, feats = engine.run(
-                    slots, padded.neighbors, padded.counts, species, gradient, features
+                    seen, padded.neighbors, padded.counts, species, gradient, features
                 )
                 long_range = None
             else:
                 atomic, scalars, kept = engine.forward(
-                    slots, padded.neighbors, padded.counts, species
+                    seen, padded.neighbors, padded.counts, species
                 )
                 long_range = on_engine_scalars(
                     self.long_range, graph, scalars, species, gradient, strain
                 )
                 atomic = atomic + long_range.atomic_energies
                 slot_grad = engine.backward(kept, long_range.scalar_gradient) if gradient else None
+            if held and gradient:
+                slot_grad = floor.slot_gradient(slots, species, padded.neighbors, slot_grad)
             edge_grad = padded.gather(slot_grad) if gradient else None
             inputs = TermInputs(graph, species, vectors)
             for term in self.terms.values():
@@ -278,7 +302,10 @@ class EnergyModel(nn.Module):
         n = graph.num_atoms
         index, padded, edge_list, vectors = self._prepare(graph)
         species = Species.of(index, len(c.elements))
-        Y, radial, envelope = self.edge_features(vectors)  # (N,K,D), (N,K,n_radial), (N,K)
+        seen = vectors  # what the network reads: below the radial floor, held (nn/radial_floor)
+        if self.radial_floor is not None:
+            seen = self.radial_floor(vectors, index, padded.neighbors)
+        Y, radial, envelope = self.edge_features(seen)  # (N,K,D), (N,K,n_radial), (N,K)
         inv_avg = 1.0 / c.avg_num_neighbors
 
         h = self.embedding[species.index].unsqueeze(1)  # (N, 1, C)

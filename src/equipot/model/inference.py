@@ -187,8 +187,8 @@ def _component_mixing(tp, mixing: list[Tensor]) -> tuple[Tensor, Tensor]:
 # Layout of the packed engine tensors; equipot::kEngineFormat (kernels/engine_tensors.h) reads
 # the same number. Bump both when the layout changes: model files carrying a packed engine of
 # another format are then refused with a message, never misread. 2: the extra energy terms'
-# parameters (``term.<name>.<key>``).
-ENGINE_FORMAT = 2
+# parameters (``term.<name>.<key>``). 3: the radial floor (``floor.table``, ``floor.softness``).
+ENGINE_FORMAT = 3
 
 
 def pack_engine(model: EnergyModel, dtype: torch.dtype) -> dict[str, Tensor]:
@@ -245,6 +245,9 @@ def pack_engine(model: EnergyModel, dtype: torch.dtype) -> dict[str, Tensor]:
         "table_step": real(c.r_max / max(nodes - 1, 1)),
         "num_layers": integer(len(model.layers)),
     }
+    if model.radial_floor is not None:  # applied by the hosts to the engine's input edges
+        packed["floor.table"] = model.radial_floor.constants.get("floor", like.double())
+        packed["floor.softness"] = real(model.radial_floor.softness)
     for name, term in model.terms.items():
         tensors = term.engine_tensors()
         if tensors is not None:

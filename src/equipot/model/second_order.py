@@ -312,6 +312,7 @@ def hessian_vectors(model: nn.Module, graph: AtomicGraph, vectors: Tensor) -> Te
         and second_order_available(model, graph.dtype)
         and vectors.dtype == graph.dtype
         and (model.heads is None or not model.heads.field_active(graph))  # field energy
+        and not model.floor_holds(graph)  # the second-order engine reads unfloored edges
     ):
         return None
     run = SecondOrderPass(model, graph, frozen=True)

@@ -72,20 +72,20 @@ class DataConfig(_Section):
 class RepulsionOptions(_Section):
     """The ZBL term of a model to be trained (``model.repulsion``; ``null``: no term).
 
-    ``switch: data`` (default): per-element switch radii R with R_a + R_b ≤ the shortest
-    distance d_ab of each element pair in the training set
-    (:func:`~equipot.model.terms.zbl.switch_radii`; equal to d_ab for the bonded pairs where
-    per-element radii allow it), full repulsion below ``inner`` = 0.85 and none beyond
-    ``outer`` = 0.93 × (R_a + R_b): for C–H with 300 K data (d = 0.99 Å) the wall rises
-    between 0.92 and 0.84 Å. It is zero on every training frame and on MD at four times the
-    training temperature (1200 K reached 0.94·d for C–H in the issue-10 benchmark), and it
-    closes the gap below the data where a network alone fell into a spurious minimum.
-    ``switch: covalent``: the fixed covalent-radius window (0.5–0.75 × the covalent sum unless
-    ``inner`` / ``outer`` say otherwise; the schema-2 default before). ``radii`` (Å) fixes the
-    radii by hand (elements left out keep their covalent radius)."""
+    ``switch: covalent`` (default): full repulsion below ``inner`` = 0.5 and none beyond
+    ``outer`` = 0.75 × the covalent-radius sum (C–H: 0.53–0.80 Å), the regime where the
+    screened nuclear repulsion is the physics. Between that and the shortest distances of the
+    training data the network's view is held by the radial floor (``model.radial_floor``), so
+    the network cannot dig a hole there. ``switch: data``: per-element switch radii R with
+    R_a + R_b ≤ the shortest distance d_ab of each element pair in the training set
+    (:func:`~equipot.model.terms.zbl.switch_radii`), full repulsion below 0.85 and none beyond
+    0.93 × (R_a + R_b) — a wall right below the data, which closed the hole of a network
+    without a floor but overshoots the real repulsion several-fold (methyl acetate
+    compressed to 0.75: +93 eV of ZBL against GFN2-xTB's +43 eV in all; issue 10).
+    ``radii`` (Å) fixes the radii by hand (elements left out keep their covalent radius)."""
 
     kind: Literal["zbl"] = "zbl"
-    switch: Literal["data", "covalent"] = "data"
+    switch: Literal["data", "covalent"] = "covalent"
     inner: float | None = Field(None, gt=0.0)
     outer: float | None = Field(None, gt=0.0)
     radii: dict[str, float] | None = None
@@ -152,6 +152,10 @@ class ModelOptions(_Section):
     # bound each atom's network energy at ± saturation × |mean binding energy per atom| of the
     # training set (equipot.model.saturation); null: unbounded (default)
     saturation: float | None = Field(None, gt=0.0)
+    # the network reads no distance shorter than the training data's shortest of each element
+    # pair (equipot.nn.radial_floor); "none": it reads every distance as it is
+    radial_floor: Literal["data", "none"] = "data"
+    radial_floor_softness: float = Field(0.1, gt=0.0, lt=1.0)
     e0: dict[str, float] | None = None
     scale: float | None = None
     shift: float | None = None
@@ -179,10 +183,15 @@ class ModelOptions(_Section):
     ) -> dict:
         """ModelConfig fields of these options (the ZBL switch resolved with the training
         statistics ``shortest`` where given, see :meth:`RepulsionOptions.resolve`)."""
+        from equipot.nn.radial_floor import floor_from_shortest
+
         stats = {"elements", "e0", "scale", "shift", "avg_num_neighbors", "saturation"}
-        out = self.model_dump(exclude=stats | {"repulsion"})
+        out = self.model_dump(exclude=stats | {"repulsion", "radial_floor"})
         rep = self.repulsion
         out["repulsion"] = None if rep is None else rep.resolve(elements or [], shortest)
+        out["radial_floor"] = (
+            floor_from_shortest(shortest) if self.radial_floor == "data" and shortest else None
+        )
         return out
 
 

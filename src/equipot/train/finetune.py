@@ -160,7 +160,7 @@ def resolve_config(config):
     architecture = options.architecture()
     updates = {}
     for key in architecture:
-        if not hasattr(base, key):
+        if not hasattr(base, key) or key == "radial_floor":  # set from the data (attach)
             continue
         value = getattr(base, key)
         mine = architecture[key] if key == "repulsion" else getattr(options, key)
@@ -197,7 +197,8 @@ def attach(config, prepared, *, resumed: bool, verbose: bool = True):
         initial = {e: base.config.e0.get(added.get(e, e), 0.0) for e in zero.config.elements}
         fixed = set(known) if ft.e0 == "keep" else set()
         e0 = refit_e0(zero, train_set, initial, fixed=fixed)
-        target_config = zero.config.model_copy(update={"e0": e0})
+        floor = merged_floor(zero.config.radial_floor, prepared.model_config.radial_floor)
+        target_config = zero.config.model_copy(update={"e0": e0, "radial_floor": floor})
         prepared.model_config = target_config
         prepared.statistics = {
             "e0": e0,
@@ -222,6 +223,24 @@ def attach(config, prepared, *, resumed: bool, verbose: bool = True):
         prepared.train = ReplayPart.create(config, prepared, plan, verbose)
     prepared.finetune = plan
     return prepared
+
+
+def merged_floor(
+    base: dict[str, float] | None, target: dict[str, float] | None
+) -> dict[str, float] | None:
+    """The fine-tuned model's radial floor: per pair the shorter of the base model's and the
+    new data's (the network must read every distance it is now trained on); ``None`` where
+    the new run asks for none (``model.radial_floor: none``)."""
+    if target is None:
+        return None
+    merged = dict(base or {})
+    for key, value in target.items():
+        a, b = key.split("-", 1)
+        known = merged.get(key, merged.get(f"{b}-{a}"))
+        merged[key] = value if known is None else min(known, value)
+        if f"{b}-{a}" in merged and b != a:
+            merged[f"{b}-{a}"] = merged[key]
+    return merged
 
 
 def refit_e0(

@@ -51,7 +51,11 @@ def loss_and_gradients(
     (detached) prediction. ``fused=None`` uses the engine wherever it applies."""
     if fused is None:  # fine-tuning models (replay heads, frozen groups), tensor heads and
         # their labels take autograd
-        fused = not born_charges and fused_applies(model, batch.graph.dtype)
+        fused = (
+            not born_charges
+            and fused_applies(model, batch.graph.dtype)
+            and not model.net.floor_holds(batch.graph)  # the engine reads unfloored edges
+        )
     if not fused:
         pred = predict(
             model,
@@ -98,7 +102,13 @@ def loss_and_gradients_split(
 ) -> tuple[float, list[Prediction]]:
     """:func:`loss_and_gradients` of one batch given as parts (``norm`` of the whole batch),
     the parts' engine passes at once, one thread each: the same loss and dL/dθ as the whole
-    batch in one pass, up to summation order. Only where :func:`fused_applies`."""
+    batch in one pass, up to summation order. Only where :func:`fused_applies`; a part
+    with an edge below the radial floor sends every part through autograd."""
+    if any(model.net.floor_holds(b.graph) for b in batches):
+        results = [
+            loss_and_gradients(model, b, loss, norm, stress=stress, fused=False) for b in batches
+        ]
+        return sum(r[0] for r in results), [r[1] for r in results]
     runs = SecondOrderPass.many(model.net, [b.graph for b in batches])
     parts = [
         _loss_part(model, b, run, loss, norm, stress) for b, run in zip(batches, runs, strict=True)
