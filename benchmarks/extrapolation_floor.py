@@ -94,12 +94,63 @@ def with_new_defaults(path: Path, train: list, out: Path):
     return out, floor
 
 
+def rmd17_check(model_path: Path, test: Path) -> None:
+    """Test MAE of an rMD17 model trained with the floor, with and without it (energies per
+    molecule in meV, forces in meV/Å; the file's kcal/mol converted to eV)."""
+    import torch
+
+    import equipot
+    from equipot.model.config import ModelConfig
+    from equipot.model.energy_model import EnergyModel
+    from equipot.model.io import load_model
+
+    kcal = 0.0433641
+    data = np.load(test)
+    base = load_model(model_path, dtype=torch.float64)
+    bare = EnergyModel(
+        ModelConfig.model_validate({**base.config.model_dump(), "radial_floor": None})
+    )
+    bare.load_state_dict(base.state_dict())
+    from ase import Atoms
+
+    frames = [Atoms(data["nuclear_charges"], positions=r) for r in data["coords"]]
+    ref_e, ref_f = data["energies"] * kcal, data["forces"] * kcal
+    held = sum(
+        base.floor_holds(equipot.atoms_to_graph(a, base.config.r_max, torch.float64))
+        for a in frames
+    )
+    for name, model in (("with the floor", base), ("without", bare)):
+        calc = equipot.EquipotCalculator(model)
+        e, f = [], []
+        for atoms in frames:
+            atoms = atoms.copy()
+            atoms.calc = calc
+            e.append(atoms.get_potential_energy())
+            f.append(atoms.get_forces())
+        de = np.array(e) - ref_e
+        print(
+            f"{name}: E MAE {1e3 * np.abs(de).mean():.3f} meV (mean offset removed: "
+            f"{1e3 * np.abs(de - de.mean()).mean():.3f}), F MAE "
+            f"{1e3 * np.abs(np.array(f) - ref_f).mean():.3f} meV/Å; {held} frames held"
+        )
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", type=Path, default=HERE / "out" / "extrapolation")
     p.add_argument("--systems", nargs="+", default=None)
     p.add_argument("--reuse", action="store_true", help="reuse saved equipot evaluations")
+    p.add_argument(
+        "--rmd17",
+        nargs=2,
+        type=Path,
+        metavar=("MODEL", "TEST_NPZ"),
+        help="instead: an rMD17 model's test MAE with and without its floor",
+    )
     args = p.parse_args(argv)
+    if args.rmd17:
+        rmd17_check(*args.rmd17)
+        return 0
     duel = json.loads((args.out / "results.json").read_text())
     target = args.out / "floor"
     target.mkdir(parents=True, exist_ok=True)
