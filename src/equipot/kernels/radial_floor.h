@@ -30,38 +30,43 @@ struct Parameters {
     return true;
   }
 
-  // ``out`` (a copy of the N×K×3 slot vectors v) gets the held vectors; true if any was held.
-  bool apply(const double* v, const int64_t* neighbors, const int64_t* counts,
-             const int64_t* species, int64_t N, int64_t K, double* out) const {
-    bool any = false;
+  // fn(slot, x, r, r̃, dr̃/dr) for every held slot of the N×K×3 slot vectors v.
+  template <typename Fn>
+  void for_each_held(const double* v, const int64_t* neighbors, const int64_t* counts,
+                     const int64_t* species, int64_t N, int64_t K, Fn&& fn) const {
     for (int64_t i = 0; i < N; ++i)
       for (int64_t k = 0; k < counts[i]; ++k) {
         const int64_t s = i * K + k;
         const double* x = v + 3 * s;
         const double r = std::sqrt(x[0] * x[0] + x[1] * x[1] + x[2] * x[2]);
         double length, slope;
-        if (!held(species[i], species[neighbors[s]], r, length, slope)) continue;
-        for (int c = 0; c < 3; ++c) out[3 * s + c] = x[c] * (length / r);
-        any = true;
+        if (held(species[i], species[neighbors[s]], r, length, slope)) fn(s, x, r, length, slope);
       }
+  }
+
+  // ``out`` (a copy of v) gets the held vectors; true if any was held.
+  bool apply(const double* v, const int64_t* neighbors, const int64_t* counts,
+             const int64_t* species, int64_t N, int64_t K, double* out) const {
+    bool any = false;
+    for_each_held(v, neighbors, counts, species, N, K,
+                  [&](int64_t s, const double* x, double r, double length, double) {
+                    for (int c = 0; c < 3; ++c) out[3 * s + c] = x[c] * (length / r);
+                    any = true;
+                  });
     return any;
   }
 
   // In place: the engine's ∂E/∂ṽ in ``grad`` becomes ∂E/∂v.
   void chain(const double* v, const int64_t* neighbors, const int64_t* counts,
              const int64_t* species, int64_t N, int64_t K, double* grad) const {
-    for (int64_t i = 0; i < N; ++i)
-      for (int64_t k = 0; k < counts[i]; ++k) {
-        const int64_t s = i * K + k;
-        const double* x = v + 3 * s;
-        const double r = std::sqrt(x[0] * x[0] + x[1] * x[1] + x[2] * x[2]);
-        double length, slope;
-        if (!held(species[i], species[neighbors[s]], r, length, slope)) continue;
-        double* g = grad + 3 * s;
-        const double ratio = length / r;
-        const double along = (x[0] * g[0] + x[1] * g[1] + x[2] * g[2]) / r;
-        for (int c = 0; c < 3; ++c) g[c] = ratio * g[c] + (slope - ratio) * along * x[c] / r;
-      }
+    for_each_held(v, neighbors, counts, species, N, K,
+                  [&](int64_t s, const double* x, double r, double length, double slope) {
+                    double* g = grad + 3 * s;
+                    const double ratio = length / r;
+                    const double along = (x[0] * g[0] + x[1] * g[1] + x[2] * g[2]) / r;
+                    for (int c = 0; c < 3; ++c)
+                      g[c] = ratio * g[c] + (slope - ratio) * along * x[c] / r;
+                  });
   }
 };
 
