@@ -1,7 +1,7 @@
 """The network sees no interatomic distance shorter than its training data contained.
 
 Outside the data a many-body network is a high-degree polynomial of its inputs: a methyl
-acetate model trained on 300 K MD put +10⁸ eV on the molecule compressed to 0.75 of its size
+acetate model trained on 300 K MD put +5·10⁷ eV on the molecule compressed to 0.75 of its size
 and +100 eV on one C–H bond at 0.87 Å (GFN2-xTB: +43 eV and +1.3 eV), all of it from the
 second layer's features, which grow without bound once the radial functions are evaluated
 at distances never seen. The floor holds the distance the network's radial functions read:
@@ -54,7 +54,7 @@ def floor_table(elements: list[str], floor: dict[str, float]) -> np.ndarray:
 
 class RadialFloor(nn.Module):
     """v → v·r̃(|v|)/|v| per edge (module docstring); slots are (N, K, 3) with (N, K)
-    neighbour indices (−1 for empty slots, which lie beyond the cutoff)."""
+    neighbour indices (empty slots hold vectors beyond the cutoff: never held)."""
 
     def __init__(self, elements: list[str], floor: dict[str, float], softness: float):
         super().__init__()
