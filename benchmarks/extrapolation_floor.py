@@ -136,6 +136,8 @@ def rmd17_check(model_path: Path, test: Path) -> None:
 
 
 def main(argv=None) -> int:
+    import equipot
+
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", type=Path, default=HERE / "out" / "extrapolation")
     p.add_argument("--systems", nargs="+", default=None)
@@ -162,8 +164,6 @@ def main(argv=None) -> int:
         model, floor = with_new_defaults(
             root / "equipot" / "best.eqp", train, root / "equipot_floor.eqp"
         )
-        import equipot
-
         saved = root / "equipot_floor_eval.json"
         if args.reuse and saved.exists():
             ours = json.loads(saved.read_text())

@@ -99,8 +99,13 @@ def test_lammps_matches_calculator(model_file, kind, newton):
     assert len(set(atoms.get_chemical_symbols())) >= 3  # several elements
     switch, full, zbl = _zbl_pairs(equipot.load_model(model_file), atoms)
     assert switch >= 1 and zbl > 1.0 and (full >= 1 or kind != "compressed")
-    energy, forces, atomic, virial, stress = _reference(model_file, atoms)
-    result = run_single(atoms, model_file, list(ELEMENTS), newton=newton)
+    _assert_plugin_matches(model_file, atoms, newton)
+
+
+def _assert_plugin_matches(path, atoms, newton: bool) -> None:
+    """Energy, forces, per-atom energies, virial (and stress) of the plugin = the calculator."""
+    energy, forces, atomic, virial, stress = _reference(path, atoms)
+    result = run_single(atoms, path, list(ELEMENTS), newton=newton)
     _close(result.energy, energy)
     _close(result.forces, forces)
     _close(result.atomic_energies, atomic)
@@ -115,12 +120,7 @@ def test_lammps_applies_the_radial_floor(floored_file, kind):
     atoms = STRUCTURES[kind]()
     model = equipot.load_model(floored_file)
     assert model.floor_holds(equipot.atoms_to_graph(atoms, model.config.r_max, torch.float64))
-    energy, forces, atomic, virial, _ = _reference(floored_file, atoms)
-    result = run_single(atoms, floored_file, list(ELEMENTS), newton=True)
-    _close(result.energy, energy)
-    _close(result.forces, forces)
-    _close(result.atomic_energies, atomic)
-    _close(result.virial, virial)
+    _assert_plugin_matches(floored_file, atoms, newton=True)
 
 
 def _nve_inputs(tmp_path, model_file, plugin, newton=True):
