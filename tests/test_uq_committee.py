@@ -7,7 +7,15 @@ import pytest
 import torch
 
 import equipot
-from equipot.uq.committee import load_committee, save_committee
+from equipot.calculator import atoms_to_graph, frozen_copy
+from equipot.model.engine_pass import (
+    _floor_signature,
+    _shared,
+    _terms_signature,
+    committee_pass,
+)
+from equipot.physics.derivatives import member_predictions, predict
+from equipot.uq.committee import committee_predict, load_committee, save_committee
 from equipot.uq.estimate import UncertainPredictor
 from equipot.uq.latent import LatentGaussian
 from equipot.uq.llpr import LastLayerPosterior
@@ -96,7 +104,12 @@ def test_uncertainty_survives_model_and_committee_files(members, tmp_path):
     np.testing.assert_allclose(r["force_radius"], 2.0 * r["forces_std"], rtol=1e-12)
     f = r["member_forces"]
     np.testing.assert_allclose(r["forces_std"], np.sqrt(4.0 * f.var(0, ddof=1).sum(1)), rtol=1e-12)
-    assert r["latent_distance"].shape == (len(atoms),)  # from the member that has a fit
+    # from the one member with a latent fit (folded per member): its general-path distance
+    graph = atoms_to_graph(atoms, model.config.r_max, torch.float64)
+    fast = frozen_copy(model, torch.float64, "cpu")
+    features = predict(fast, graph, features=True).features
+    general = model.uncertainty.latent.distance(features, graph.atomic_numbers)
+    np.testing.assert_allclose(r["latent_distance"], general.numpy(), rtol=1e-10)
 
 
 def test_last_layer_forces_through_the_fast_path():
@@ -110,3 +123,64 @@ def test_last_layer_forces_through_the_fast_path():
     calc = equipot.EquipotCalculator(model, last_layer_forces=True)
     calc.calculate(atoms, ["energy", "forces"])
     np.testing.assert_allclose(calc.results["forces_std"], reference.detach(), rtol=1e-8)
+
+
+FLOOR = {"C-H": 1.0, "H-H": 1.6, "C-C": 1.4, "C-O": 1.2, "H-O": 0.95, "O-O": 2.0}
+
+
+def _mixed_committee() -> list:
+    """Two members with the same radial floor, one with another floor, one without, one with
+    other ZBL radii: what is shared and what is not, in one committee."""
+    models = [
+        small_model(seed=0, shift=0.0, radial_floor=FLOOR),
+        small_model(seed=1, shift=0.0, radial_floor=FLOOR),
+        small_model(seed=2, shift=0.0, radial_floor={**FLOOR, "C-H": 1.05}),
+        small_model(seed=3),
+        small_model(seed=4, repulsion={"radii": {"H": 0.9}}),
+    ]
+    return [frozen_copy(m, torch.float64, "cpu") for m in models]
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_shared_committee_pass_equals_each_member_alone(kernels, threads):
+    """One preparation, the floor and ZBL shared where the members agree, the engines in one
+    call (side by side with two threads): each member's energy, forces, stress and readout
+    features are those of the member evaluated alone, to 1e-12 — with a held C–H edge too."""
+    committee = _mixed_committee()
+    assert _shared(committee[:2], _floor_signature)
+    assert not _shared(committee[:3], _floor_signature)
+    assert _shared(committee[:4], _terms_signature)
+    assert not _shared(committee, _terms_signature)
+    short_ch = random_cluster(7, seed=5)
+    short_ch.numbers[:2] = [6, 1]
+    short_ch.positions[1] = short_ch.positions[0] + [0.92, 0.0, 0.0]  # below both C–H floors
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        for atoms in (short_ch, random_crystal(6, seed=2)):
+            periodic = bool(atoms.pbc.all())
+            graph = atoms_to_graph(atoms, 3.5, torch.float64)
+            shared = committee_pass(committee, graph, gradient=True, features=True)
+            assert shared is not None
+            preds = member_predictions(graph, *shared, forces=True, stress=periodic)
+            for model, p in zip(committee, preds, strict=True):
+                alone = predict(model, graph, forces=True, stress=periodic, features=True)
+                for name in ("energy", "atomic_energies", "forces", "features") + (
+                    ("stress",) if periodic else ()
+                ):
+                    a, b = getattr(p, name), getattr(alone, name)
+                    assert float((a - b).abs().max()) <= 1e-12, name
+        assert committee[0].floor_holds(atoms_to_graph(short_ch, 3.5, torch.float64))
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_committee_pass_declines_members_the_engine_cannot_take(kernels):
+    committee = _mixed_committee()[:2]
+    graph = atoms_to_graph(random_cluster(6, seed=1), 3.5, torch.float64)
+    trainable = small_model(seed=7, shift=0.0, radial_floor=FLOOR).double()
+    assert committee_pass([committee[0], trainable], graph) is None
+    # the committee still evaluates, member by member
+    c = committee_predict([committee[0], trainable], graph, forces=True)
+    alone = predict(trainable, graph, forces=True)
+    assert float((c.members[1].forces - alone.forces).abs().max()) <= 1e-12

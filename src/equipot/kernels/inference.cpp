@@ -42,6 +42,28 @@ void register_inference(py::module& m) {
            },
            py::arg("pass"), py::arg("g_last") = py::none(),
            py::call_guard<py::gil_scoped_release>());
+  // The members of a committee on one graph: member k reads vectors[k] (the same tensor for
+  // all where they share a radial floor). With more than one intra-op thread the members run
+  // side by side, each on one thread (an engine's operations inside run serially); a small
+  // system's pass is a fixed sequence of small operations that one thread cannot hide.
+  m.def(
+      "run_members",
+      [](const std::vector<equipot::InferenceEngine*>& engines, const std::vector<Tensor>& vectors,
+         Tensor neighbors, Tensor counts, Tensor species, bool gradient, bool features) {
+        TORCH_CHECK(engines.size() == vectors.size(), "one vectors tensor per engine");
+        std::vector<std::vector<Tensor>> out(engines.size());
+        {
+          py::gil_scoped_release release;
+          at::parallel_for(0, int64_t(engines.size()), 1, [&](int64_t a, int64_t b) {
+            for (int64_t k = a; k < b; ++k)
+              out[k] = engines[k]->run(vectors[k], neighbors, counts, species, gradient,
+                                       nullptr, features);
+          });
+        }
+        return out;
+      },
+      py::arg("engines"), py::arg("vectors"), py::arg("neighbors"), py::arg("counts"),
+      py::arg("species"), py::arg("gradient"), py::arg("features") = false);
   m.def("engine_from_tensors", &equipot::engine_from_tensors);
   m.attr("ENGINE_FORMAT") = equipot::kEngineFormat;
 }

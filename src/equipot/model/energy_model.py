@@ -15,16 +15,16 @@ from torch import Tensor, nn
 
 from equipot.geometry.edges import edge_vectors
 from equipot.graph import AtomicGraph
-from equipot.kernels import cpu_kernels
 from equipot.model.config import ModelConfig
+from equipot.model.engine_pass import inference_pass as engine_inference_pass
 from equipot.model.heads.collection import Heads
 from equipot.model.heads.features import BackboneFeatures
-from equipot.model.inference import EngineSlot, engine_for
+from equipot.model.inference import EngineSlot
 from equipot.model.layers import InteractionLayer
-from equipot.model.long_range import LongRange, on_engine_scalars
+from equipot.model.long_range import LongRange
 from equipot.model.saturation import saturate
 from equipot.model.terms import TermInputs, build_terms
-from equipot.nn.constants import Constants, is_frozen
+from equipot.nn.constants import Constants
 from equipot.nn.edge_features import EdgeFeatures
 from equipot.nn.linear import SILU_SCALE, init_weight
 from equipot.nn.neighborhood import PaddedNeighbors, pad_neighbors
@@ -189,60 +189,7 @@ class EnergyModel(nn.Module):
         not apply (weights that require gradients, other devices or dtypes, kernels switched
         off or unavailable): use :meth:`forward` then. Long-range models add the rest of the
         gradient as ``out.direct_gradient`` (with ``strain``, its strain derivative too)."""
-        positions = graph.positions
-        if not (
-            self.fused_inference
-            and self.config.saturation is None  # the engine evaluates the unbounded network
-            and positions.device.type == "cpu"
-            and positions.dtype == self.dtype
-            and positions.dtype in (torch.float32, torch.float64)
-            and is_frozen(self)
-            and cpu_kernels() is not None
-            and not (self.heads is not None and self.heads.field_active(graph))
-        ):
-            return None
-        if self.long_range is not None and features:
-            return None  # the engine's readout features with charges: the PyTorch path
-        with torch.no_grad():
-            species, padded, vectors, slots = self._prepare(graph)
-            engine = engine_for(self, positions.dtype)
-            floor = self.radial_floor
-            held = floor is not None and floor.holds(slots, species, padded.neighbors)
-            seen = floor(slots, species, padded.neighbors) if held else slots
-            if self.long_range is None:
-                atomic, slot_grad, feats = engine.run(
-                    seen, padded.neighbors, padded.counts, species, gradient, features
-                )
-                long_range = None
-            else:
-                atomic, scalars, kept = engine.forward(
-                    seen, padded.neighbors, padded.counts, species
-                )
-                long_range = on_engine_scalars(
-                    self.long_range, graph, scalars, species, gradient, strain
-                )
-                atomic = atomic + long_range.atomic_energies
-                slot_grad = engine.backward(kept, long_range.scalar_gradient) if gradient else None
-            if held and gradient:
-                slot_grad = floor.slot_gradient(slots, species, padded.neighbors, slot_grad)
-            edge_grad = padded.gather(slot_grad) if gradient else None
-            inputs = TermInputs(graph, species, vectors)
-            for term in self.terms.values():
-                if gradient:
-                    term_atomic, term_grad = term.edge_gradient(inputs)
-                    edge_grad = edge_grad + term_grad
-                else:
-                    term_atomic = term(inputs)
-                atomic = atomic + term_atomic
-            energy = self._system_energy(graph, atomic)
-            if features:  # the engine leaves out the SiLU normalisation and the scale
-                feats = feats * self._engine_feature_factors(feats)
-            else:
-                feats = None
-        out = ModelOutput(energy=energy, atomic_energies=atomic, features=feats)
-        if long_range is not None:
-            out.charges, out.direct_gradient = long_range.charges, long_range.direct_gradient
-        return out, vectors, edge_grad
+        return engine_inference_pass(self, graph, gradient, features, strain)
 
     def readout_weights(self) -> Tensor:
         """θ (D,): the last readout matrix of every layer, side by side. With the features φ̃

@@ -154,6 +154,38 @@ def _from_edge_gradient(
     return result
 
 
+def member_predictions(
+    graph: AtomicGraph,
+    outs: list,
+    vectors: Tensor,
+    edge_grads: Tensor | None,
+    forces: bool,
+    stress: bool,
+) -> list[Prediction]:
+    """:func:`_from_edge_gradient` for K models on one graph at once: ``outs`` their outputs,
+    ``edge_grads`` (E, K, 3) their g_e (``equipot.model.engine_pass.committee_pass``)."""
+    result = [
+        Prediction(energy=o.energy, atomic_energies=o.atomic_energies, features=o.features)
+        for o in outs
+    ]
+    i, j = graph.edge_index[0], graph.edge_index[1]
+    if forces:
+        f = edge_grads.new_zeros(graph.num_atoms, len(outs), 3).index_add_(0, i, edge_grads)
+        f.index_add_(0, j, edge_grads, alpha=-1.0)
+        for k, r in enumerate(result):
+            r.forces = f[:, k]
+    if stress:
+        outer = vectors[:, None, :, None] * edge_grads[:, :, None, :]  # (E, K, 3, 3)
+        if graph.num_systems == 1:
+            dE_de = outer.sum(0, keepdim=True)
+        else:
+            dE_de = outer.new_zeros(graph.num_systems, *outer.shape[1:])
+            dE_de.index_add_(0, graph.batch.index_select(0, i), outer)
+        for k, r in enumerate(result):
+            _set_stress(r, graph, 0.5 * (dE_de[:, k] + dE_de[:, k].transpose(1, 2)))
+    return result
+
+
 def _charge_outputs(graph: AtomicGraph, charges: Tensor) -> dict[str, Tensor]:
     """A long-range model's charges (N, 1) and dipole μ = Σ q_i r_i (S, 3) as outputs, which
     training can fit (train/labels.py); a head of the same name takes precedence."""

@@ -5,7 +5,9 @@
 
 (sample standard deviations; ``forces_std`` is the per-atom norm of the component stds; s_E,
 s_F are calibration factors, 1 until ``equipot calibrate`` sets them). The members share the
-input graph (neighbour list, validation) and only the model passes differ.
+input graph (neighbour list, validation); frozen members on the CPU also share the graph's
+preparation, the radial floor and the ZBL term, and their engines run in one call
+(:func:`equipot.model.engine_pass.committee_pass`).
 
 A committee file (``.eqp`` too) is one safetensors container: each member's weights under
 ``member<k>/``, their configs in the header, and the committee's own uncertainty data;
@@ -26,7 +28,8 @@ from torch import Tensor
 from equipot.graph import AtomicGraph
 from equipot.model.config import MODEL_SCHEMA_VERSION, ModelConfig
 from equipot.model.energy_model import EnergyModel
-from equipot.physics.derivatives import Prediction, predict
+from equipot.model.engine_pass import committee_pass
+from equipot.physics.derivatives import Prediction, member_predictions, predict
 from equipot.uq.store import Uncertainty, split_state
 from equipot.version import __version__
 
@@ -69,7 +72,15 @@ def committee_predict(
     force_scale: float = 1.0,
 ) -> CommitteePrediction:
     """Every member on the same ``graph``; means and (calibrated) standard deviations."""
-    preds = [predict(m, graph, forces=forces, stress=stress, features=features) for m in members]
+    preds = None
+    if forces or stress:  # frozen members on the CPU: one shared pass (model/engine_pass.py)
+        shared = committee_pass(members, graph, gradient=True, features=features)
+        if shared is not None:
+            preds = member_predictions(graph, *shared, forces=forces, stress=stress)
+    if preds is None:
+        preds = [
+            predict(m, graph, forces=forces, stress=stress, features=features) for m in members
+        ]
     energies = torch.stack([p.energy.detach() for p in preds])
     mean = Prediction(
         energy=energies.mean(0),

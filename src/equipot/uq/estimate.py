@@ -78,6 +78,7 @@ class UncertainPredictor:
             ball is not None and ball.score == "last-layer"
         )
         self._local_scores: LocalScores | None = None
+        self._member_scores: dict[int, tuple[Uncertainty, LocalScores]] = {}
 
     def _folded(self, uq: Uncertainty | None) -> LocalScores | None:
         """The one-product path for one model (uq/local_scores.py), rebuilt when the model's
@@ -89,6 +90,22 @@ class UncertainPredictor:
         if self._local_scores is None or self._local_scores.uncertainty is not uq:
             self._local_scores = LocalScores(uq)
         return self._local_scores
+
+    def _member_distance(
+        self, k: int, model: EnergyModel, features: Tensor, graph: AtomicGraph
+    ) -> Tensor:
+        """Member k's latent distance d_i: its latent fit alone, folded (uq/local_scores.py;
+        rebuilt when the member's uncertainty is replaced), or the general path where the
+        fold does not fit."""
+        uq = model.uncertainty
+        cached = self._member_scores.get(k)
+        if cached is None or cached[0] is not uq:
+            cached = (uq, LocalScores(Uncertainty(latent=uq.latent)))
+            self._member_scores[k] = cached
+        scores = cached[1]
+        if scores.fits(graph.num_atoms):
+            return scores(features, graph)["latent_distance"]
+        return uq.latent.distance(features, graph.atomic_numbers)
 
     def available(self) -> list[str]:
         """The calculator's uncertainty keys this predictor fills (see the calculator)."""
@@ -138,8 +155,8 @@ class UncertainPredictor:
                 c.mean, energy_std=c.energy_std, forces_std=c.forces_std, committee=c
             )
             distances = [
-                m.uncertainty.latent.distance(p.features, graph.atomic_numbers)
-                for m, p in zip(self.models, c.members, strict=True)
+                self._member_distance(k, m, p.features, graph)
+                for k, (m, p) in enumerate(zip(self.models, c.members, strict=True))
                 if m.uncertainty is not None and m.uncertainty.latent is not None
             ]
             if distances:
