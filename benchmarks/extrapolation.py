@@ -346,7 +346,7 @@ def plot_system(path: Path, system: str, folder: Path, predictions: dict) -> Non
         return
     panels = ["torsion", *[p.stem for p in sorted(folder.glob("stretch_*.xyz"))], "compression"]
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6))
-    colours = {"xTB": "k", "equipot": "C0", "mace": "C3"}
+    colours = {"xTB": "k", "equipot": "C0", "mace": "C3", "plain": "C2"}
     offset = 0
     for ax, panel in zip(axes, panels, strict=True):
         frames = read(folder / f"{panel}.xyz", ":")

@@ -42,6 +42,31 @@ def floored_file(tmp_path_factory, plugin):
     return path
 
 
+@pytest.fixture(scope="module")
+def ceiling_file(tmp_path_factory, plugin):
+    """A model whose feature ceiling is half the block norms of the test molecule: it holds
+    there and in the periodic structures."""
+    from equipot.nn.feature_ceiling import fit_feature_ceiling, set_feature_ceiling
+
+    model = small_model(seed=3).double()
+    molecule = equipot.atoms_to_graph(STRUCTURES["molecule"](), 3.5, torch.float64)
+
+    class One:
+        def __len__(self):
+            return 1
+
+        def batch(self, positions, dtype):
+            from types import SimpleNamespace
+
+            return SimpleNamespace(graph=molecule)
+
+    tops = fit_feature_ceiling(model, One())
+    set_feature_ceiling(model, [[[0.5 * v for v in row] for row in m] for m in tops])
+    path = tmp_path_factory.mktemp("lammps-ceiling") / "model.eqp"
+    export_model(model, path)
+    return path
+
+
 def _compressed():
     """A periodic cell squeezed until a Cu–O pair is inside full ZBL (r < r_in)."""
     atoms = random_crystal(6, seed=5)
@@ -121,6 +146,17 @@ def test_lammps_applies_the_radial_floor(floored_file, kind):
     model = equipot.load_model(floored_file)
     assert model.floor_holds(equipot.atoms_to_graph(atoms, model.config.r_max, torch.float64))
     _assert_plugin_matches(floored_file, atoms, newton=True)
+
+
+@pytest.mark.parametrize("kind", ["molecule", "triclinic"])
+def test_lammps_applies_the_feature_ceiling(ceiling_file, kind):
+    """Messages above the training maxima are held by the plugin as by equipot (issue 10)."""
+    from equipot.model.engine_pass import ceiling_holds
+
+    atoms = STRUCTURES[kind]()
+    model = equipot.load_model(ceiling_file, dtype=torch.float64)
+    assert ceiling_holds(model, equipot.atoms_to_graph(atoms, 3.5, torch.float64))
+    _assert_plugin_matches(ceiling_file, atoms, newton=True)
 
 
 def _nve_inputs(tmp_path, model_file, plugin, newton=True):

@@ -13,6 +13,7 @@
 
 #include "tp_sc.h"
 
+#include <atomic>
 #include <cmath>
 
 namespace equipot {
@@ -37,6 +38,7 @@ struct Layer {
   Tensor out, out_t;                   // linear_out (D_out, C, C) and ᵀ
   Tensor sc, sc_t;                     // skip path (D_sc, C, E*C): all elements side by side
   std::vector<Tensor> readout;         // [(C,1)] or [(C,H), (H,1)] (SiLU scale folded in)
+  Tensor ceiling;                      // (L_A+1, C) block-norm maxima of A; undefined: none
 };
 
 struct Saved {  // what the backward pass needs from one layer's forward pass
@@ -54,6 +56,7 @@ struct Pass {
   int64_t rows = 1;          // centres per chunk
   int64_t nb_used = 0;       // Bessel basis size (0: every layer is tabulated)
   bool keep = false;
+  bool held = false;         // the feature ceiling changed some block of some A
   bool fused = false;        // the last layer's backward ran in the forward pass:
   Tensor g_vec, G;           // its ∂E/∂vectors so far and ∂E/∂h of the layer before
 };
@@ -166,6 +169,35 @@ class InferenceEngine {
     layers_.push_back(std::move(L));
   }
 
+  // The feature ceiling of layer t (equipot/nn/feature_ceiling.py): each block of A^(t) whose
+  // norm n exceeds m = tops[l, c] is scaled to m + δ·tanh((n − m)/δ), δ = softness·m.
+  void set_ceiling(int64_t t, Tensor tops, double softness) {
+    TORCH_CHECK(t >= 0 && t < int64_t(layers_.size()), "feature ceiling for layer ", t,
+                " of ", layers_.size());
+    Layer& L = layers_[t];
+    TORCH_CHECK(tops.dim() == 2 && tops.size(1) == embedding_.size(1) &&
+                    tops.size(0) * tops.size(0) == L.mix.size(0),
+                "feature ceiling of layer ", t, ": (L+1, C) norms for A of ", L.mix.size(0),
+                " components and ", embedding_.size(1), " channels");
+    L.ceiling = tops.to(embedding_.scalar_type()).contiguous();
+    ceiling_softness_ = softness;
+  }
+
+  // Whether the feature ceiling changes any block on this input (one forward pass): the
+  // second-order engine, which does not apply the ceiling, hands such inputs to autograd.
+  bool ceiling_holds(Tensor vectors, Tensor neighbors, Tensor counts, Tensor species) {
+    bool any = false;
+    for (const Layer& L : layers_) any = any || L.ceiling.defined();
+    if (!any) return false;
+    c10::InferenceMode guard;
+    Pass pass;
+    AT_DISPATCH_FLOATING_TYPES(vectors.scalar_type(), "ceiling_holds", [&] {
+      forward_impl<scalar_t>(pass, vectors.contiguous(), neighbors.contiguous(),
+                             counts.contiguous(), species.contiguous(), nullptr, false, false);
+    });
+    return pass.held;
+  }
+
   // vectors (N, K, 3) in the padded slot layout; neighbors (N, K); counts (N,); species (N,).
   // Returns [atomic energies (N,), dE/dvectors (N, K, 3) or an undefined tensor, readout
   // features (N, D) or an undefined tensor]. The features are what each layer's last readout
@@ -268,7 +300,76 @@ class InferenceEngine {
   int64_t chunk_slots_;
   int64_t radial_width_ = 1;  // the widest layer's R per slot (paths × channels)
   double step_;  // node spacing of the radial tables
+  double ceiling_softness_ = 1.0;
   std::vector<Layer> layers_;
+
+  // A held below the layer's ceiling (set_ceiling): a copy where the layer has one, else A
+  // itself. Sets *held when some block was over its maximum.
+  template <typename T>
+  Tensor ceiling_forward(const Layer& L, const Tensor& A_raw, bool* held) const {
+    if (!L.ceiling.defined()) return A_raw;
+    Tensor A = A_raw.clone();
+    const int64_t n = A.size(0), D = A.size(1), C = A.size(2), degrees = L.ceiling.size(0);
+    const T* top = L.ceiling.data_ptr<T>();
+    const T soft = T(ceiling_softness_);
+    T* o = A.data_ptr<T>();
+    std::atomic<bool> over{false};
+    at::parallel_for(0, n, 64, [&](int64_t i0, int64_t i1) {
+      bool mine = false;
+      for (int64_t i = i0; i < i1; ++i)
+        for (int64_t l = 0; l < degrees; ++l)
+          for (int64_t c = 0; c < C; ++c) {
+            T* x = o + (i * D + l * l) * C + c;  // component m at x[m·C]
+            T n2 = T(0);
+            for (int64_t m = 0; m <= 2 * l; ++m) n2 += x[m * C] * x[m * C];
+            const T norm = std::sqrt(n2), m_top = top[l * C + c];
+            if (!(norm > m_top)) continue;
+            mine = true;
+            const T d = soft * m_top;
+            const T f = m_top > T(0) ? (m_top + d * std::tanh((norm - m_top) / d)) / norm : T(0);
+            for (int64_t m = 0; m <= 2 * l; ++m) x[m * C] *= f;
+          }
+      if (mine) over = true;
+    });
+    if (held && over) *held = true;
+    return A;
+  }
+
+  // gA (∂E/∂ of the held A) → ∂E/∂A_raw in place: for a held block a, n = |a|, g = ñ/n,
+  //   ∂E/∂a = g·gA + ((ñ' − g)/n²)(a·gA) a
+  template <typename T>
+  void ceiling_backward(const Layer& L, const Tensor& A_raw, Tensor& gA) const {
+    if (!L.ceiling.defined()) return;
+    const int64_t n = A_raw.size(0), D = A_raw.size(1), C = A_raw.size(2);
+    const int64_t degrees = L.ceiling.size(0);
+    const T* top = L.ceiling.data_ptr<T>();
+    const T soft = T(ceiling_softness_);
+    const T* a = A_raw.data_ptr<T>();
+    T* g = gA.data_ptr<T>();
+    at::parallel_for(0, n, 64, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i)
+        for (int64_t l = 0; l < degrees; ++l)
+          for (int64_t c = 0; c < C; ++c) {
+            const int64_t base = (i * D + l * l) * C + c;
+            T n2 = T(0), dot = T(0);
+            for (int64_t m = 0; m <= 2 * l; ++m) {
+              n2 += a[base + m * C] * a[base + m * C];
+              dot += a[base + m * C] * g[base + m * C];
+            }
+            const T norm = std::sqrt(n2), m_top = top[l * C + c];
+            if (!(norm > m_top)) continue;
+            if (!(m_top > T(0))) {
+              for (int64_t m = 0; m <= 2 * l; ++m) g[base + m * C] = T(0);
+              continue;
+            }
+            const T d = soft * m_top, t = std::tanh((norm - m_top) / d);
+            const T ratio = (m_top + d * t) / norm, slope = T(1) - t * t;
+            const T radial = (slope - ratio) / n2 * dot;
+            for (int64_t m = 0; m <= 2 * l; ++m)
+              g[base + m * C] = ratio * g[base + m * C] + radial * a[base + m * C];
+          }
+    });
+  }
 
   // R(r) from the layer's table by quintic Hermite interpolation between nodes k, k+1 with
   // t = r/h − k: R = Σ_q H_q(t) c_q over c = (y_k, h y'_k, h² y''_k, h² y''_k+1, h y'_k+1,
@@ -547,7 +648,8 @@ class InferenceEngine {
   // per-thread rows gh_threads (if defined) and of the skip path to g_in (if defined).
   template <typename T>
   void chunk_backward(const Layer& L, const Saved& sv, const Pass& pass, const Chunk& c,
-                      const Tensor& A, const Tensor& Gc, const int64_t* z, T g_env,
+                      const Tensor& A_raw, const Tensor& A, const Tensor& Gc, const int64_t* z,
+                      T g_env,
                       Tensor& gh_threads, Tensor& g_in, Tensor& g_vec) const {
     const int64_t K = pass.nbr.size(1), C = A.size(2), S = c.n * K;
     Tensor gB = per_component(Gc, L.out_t);
@@ -561,6 +663,7 @@ class InferenceEngine {
       Tensor rows = g_in.narrow(0, c.r0, c.n);
       add_selected<T>(rows, per_component(Gc, L.sc_t), z + c.r0, C);
     }
+    ceiling_backward<T>(L, A_raw, gA);
     Tensor g_columns = per_component(gA, L.mix_t);  // (n, D_A, P_max·C) = (n, columns, C)
     const int64_t Dsh = c.Y.size(1), Ns = sv.h_up.size(0);
     const bool need_h = gh_threads.defined();
@@ -710,8 +813,9 @@ class InferenceEngine {
       Tensor h_new = at::empty({N, L.out.size(0), C}, opts);
       for (int64_t r0 = 0; r0 < N; r0 += pass.rows) {
         Chunk c = chunk_edges<T>(L, sv, pass, r0, std::min(pass.rows, N - r0), pass.keep);
-        Tensor A = chunk_A<T>(L, sv, pass, c);
-        if (pass.keep) sv.A = A, sv.R = c.R, sv.pre = std::move(c.pre);
+        Tensor A_raw = chunk_A<T>(L, sv, pass, c);
+        Tensor A = ceiling_forward<T>(L, A_raw, &pass.held);
+        if (pass.keep) sv.A = A_raw, sv.R = c.R, sv.pre = std::move(c.pre);
         h_new.narrow(0, r0, c.n).copy_(chunk_update<T>(L, A, h, z, c));
       }
       Tensor s = h_new.select(1, 0);
@@ -744,13 +848,14 @@ class InferenceEngine {
     pass.g_vec = at::zeros_like(pass.vectors);
     for (int64_t r0 = 0; r0 < N; r0 += pass.rows) {
       Chunk c = chunk_edges<T>(L, sv, pass, r0, std::min(pass.rows, N - r0), true);
-      Tensor A = chunk_A<T>(L, sv, pass, c);
+      Tensor A_raw = chunk_A<T>(L, sv, pass, c);
+      Tensor A = ceiling_forward<T>(L, A_raw, &pass.held);
       Tensor s = chunk_update<T>(L, A, h, z, c).select(1, 0);
       Tensor pre = readout(L, s, interaction.narrow(0, r0, c.n),
                            feats_t.defined() ? feats_t.narrow(0, r0, c.n) : Tensor());
       Tensor Gc = at::zeros({c.n, L.out.size(0), C}, opts);
       Gc.select(1, 0).copy_(readout_gradient<T>(L, pre, c.n));
-      chunk_backward<T>(L, sv, pass, c, A, Gc, z, g_env, gh_threads, g_in, pass.g_vec);
+      chunk_backward<T>(L, sv, pass, c, A_raw, A, Gc, z, g_env, gh_threads, g_in, pass.g_vec);
     }
     sv = Saved();  // h_up: done with it before finish_input_gradient allocates
     if (need_h) pass.G = finish_input_gradient(L, g_in, gh_threads, ghosts, N);
@@ -783,9 +888,10 @@ class InferenceEngine {
       const T g_env = t == 0 ? T(shift_ * inv_avg_) : T(0);
       for (int64_t r0 = 0; r0 < N; r0 += pass.rows) {
         Chunk c = chunk_edges<T>(L, sv, pass, r0, std::min(pass.rows, N - r0), true);
-        Tensor A = sv.A.defined() ? sv.A : chunk_A<T>(L, sv, pass, c);
-        chunk_backward<T>(L, sv, pass, c, A, G.narrow(0, r0, c.n), z, g_env, gh_threads, g_in,
-                          g_vec);
+        Tensor A_raw = sv.A.defined() ? sv.A : chunk_A<T>(L, sv, pass, c);
+        Tensor A = ceiling_forward<T>(L, A_raw, nullptr);
+        chunk_backward<T>(L, sv, pass, c, A_raw, A, G.narrow(0, r0, c.n), z, g_env, gh_threads,
+                          g_in, g_vec);
       }
       if (!need_h) break;
       G = finish_input_gradient(L, g_in, gh_threads, ghosts, N);

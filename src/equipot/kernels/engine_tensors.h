@@ -16,7 +16,8 @@ namespace equipot {
 // Bump together with ENGINE_FORMAT in equipot/model/inference.py when the layout changes.
 // 2: parameters of the model's extra energy terms ("term.<name>.<key>", ZBL repulsion).
 // 3: the radial floor ("floor.table", "floor.softness"), which a format-2 host would ignore.
-constexpr int64_t kEngineFormat = 3;
+// 4: the feature ceiling ("layer<t>.ceiling", "ceiling_softness"), applied by the engine.
+constexpr int64_t kEngineFormat = 4;
 
 using TensorMap = std::unordered_map<std::string, Tensor>;
 
@@ -78,6 +79,9 @@ inline InferenceEngine engine_from_tensors(const TensorMap& t) {
                      sequence(t, p + "sc_factors"), sequence(t, p + "sc_outputs"),
                      sequence(t, p + "sc_values"), integer(t, p + "dim_b"), entry(t, p + "out"),
                      entry(t, p + "sc"), entry(t, p + "sc_t"), sequence(t, p + "readout"));
+    auto ceiling = t.find(p + "ceiling");
+    if (ceiling != t.end() && ceiling->second.numel())
+      engine.set_ceiling(i, ceiling->second, real(t, "ceiling_softness"));
   }
   return engine;
 }

@@ -35,6 +35,9 @@ void register_inference(py::module& m) {
              return py::make_tuple(out[0], out[1], pass);
            },
            py::arg("vectors"), py::arg("neighbors"), py::arg("counts"), py::arg("species"))
+      .def("ceiling_holds", &equipot::InferenceEngine::ceiling_holds, py::arg("vectors"),
+           py::arg("neighbors"), py::arg("counts"), py::arg("species"),
+           py::call_guard<py::gil_scoped_release>())
       .def("backward",
            [](equipot::InferenceEngine& e, const std::shared_ptr<equipot::Pass>& pass,
               std::optional<Tensor> g_last) {

@@ -15,7 +15,8 @@ from equipot.model.long_range import LongRangeConfig
 # 3: latent charges take the excess charge back by learned weights (long_range.excess_charge);
 # files of schema ≤ 2 keep the uniform correction they were trained with.
 # 4: optional radial floor (radial_floor); files without one evaluate as before.
-MODEL_SCHEMA_VERSION = 4
+# 5: optional feature ceiling (feature_ceiling); files without one evaluate as before.
+MODEL_SCHEMA_VERSION = 5
 
 
 class Repulsion(BaseModel):
@@ -110,6 +111,15 @@ class ModelConfig(BaseModel):
     radial_floor_softness: float = Field(
         0.1, gt=0.0, lt=1.0, description="δ/f: how far below its floor f the network may read"
     )
+    feature_ceiling: list[list[list[float]]] | None = Field(
+        None,
+        description="per layer, degree l and channel: the largest norm of the aggregated "
+        "messages A on the training set (equipot.nn.feature_ceiling; measured after training); "
+        "None: none",
+    )
+    feature_ceiling_softness: float = Field(
+        1.0, gt=0.0, description="δ/m: how far above its ceiling m a block's norm may go"
+    )
     heads: dict[str, HeadConfig] = Field(
         default_factory=dict, description="tensor output heads (equipot.model.heads)"
     )
@@ -167,7 +177,21 @@ class ModelConfig(BaseModel):
                 )
             if not 0.0 < value < self.r_max:
                 raise ValueError(f"radial_floor {key} = {value} Å must lie in (0, r_max)")
+        if self.feature_ceiling is not None:
+            self._check_ceiling(self.feature_ceiling)
         return self
+
+    def _check_ceiling(self, tops: list) -> None:
+        """Shapes and values; the number of degrees per layer is checked by the model."""
+        widths = {len(row) for m in tops for row in m}
+        if len(tops) != self.num_layers or widths != {self.channels} or any(not m for m in tops):
+            raise ValueError(
+                f"feature_ceiling must hold, per layer ({self.num_layers}), one row of "
+                f"{self.channels} norms per degree; got {len(tops)} layers, row widths "
+                f"{sorted(widths)}"
+            )
+        if any(not v >= 0.0 for m in tops for row in m for v in row):
+            raise ValueError("feature_ceiling norms must be non-negative numbers")
 
     @property
     def feature_l_max(self) -> int:

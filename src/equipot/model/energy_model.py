@@ -26,6 +26,7 @@ from equipot.model.saturation import saturate
 from equipot.model.terms import TermInputs, build_terms
 from equipot.nn.constants import Constants
 from equipot.nn.edge_features import EdgeFeatures
+from equipot.nn.feature_ceiling import FeatureCeiling
 from equipot.nn.linear import SILU_SCALE, init_weight
 from equipot.nn.neighborhood import PaddedNeighbors, pad_neighbors
 from equipot.nn.radial_floor import RadialFloor
@@ -85,6 +86,18 @@ class EnergyModel(nn.Module):
             if c.radial_floor
             else None
         )
+        self.feature_ceiling = (  # no layer's messages larger than on the training data
+            FeatureCeiling(c.feature_ceiling, c.feature_ceiling_softness)
+            if c.feature_ceiling
+            else None
+        )
+        if c.feature_ceiling:
+            degrees = [layer.edge.lmax_out + 1 for layer in self.layers]
+            given = [len(m) for m in c.feature_ceiling]
+            if given != degrees:
+                raise ValueError(
+                    f"feature_ceiling has {given} degrees per layer, the model's layers {degrees}"
+                )
         self.engine_slot = EngineSlot()  # C++ inference engine, built on first use
         self.heads = Heads(c) if c.heads else None  # tensor outputs, field coupling
 
@@ -258,8 +271,10 @@ class EnergyModel(nn.Module):
         h = self.embedding[species.index].unsqueeze(1)  # (N, 1, C)
         interaction = torch.zeros(n, dtype=h.dtype, device=h.device)
         nodes = []
-        for layer in self.layers:
-            h, y = layer(h, species, Y, radial, padded.neighbors, padded.counts, inv_avg)
+        ceiling = self.feature_ceiling
+        for t, layer in enumerate(self.layers):
+            held = None if ceiling is None else (lambda A, t=t: ceiling(t, A))
+            h, y = layer(h, species, Y, radial, padded.neighbors, padded.counts, inv_avg, held)
             interaction = interaction + y
             nodes.append(h)
         coordination = envelope.sum(1) * inv_avg

@@ -93,6 +93,41 @@ def inference_pass(
     return out, vectors, edge_grad
 
 
+def ceiling_holds(model: EnergyModel, graph: AtomicGraph) -> bool:
+    """Whether the model's feature ceiling changes any block of ``graph``'s messages (one
+    forward pass; False without a ceiling)."""
+    ceiling = model.feature_ceiling
+    if ceiling is None:
+        return False
+    with torch.no_grad():
+        if engine_applies(model, graph):
+            species, padded, _, slots = model._prepare(graph)
+            floor = model.radial_floor
+            if floor is not None and floor.holds(slots, species, padded.neighbors):
+                slots = floor(slots, species, padded.neighbors)
+            engine = engine_for(model, graph.positions.dtype)
+            return engine.ceiling_holds(slots, padded.neighbors, padded.counts, species)
+        probe = _CeilingProbe(ceiling)
+        model.feature_ceiling = probe
+        try:
+            model.local_energies(graph)
+        finally:
+            model.feature_ceiling = ceiling
+        return probe.held
+
+
+class _CeilingProbe(torch.nn.Module):
+    """The ceiling, noting whether it held (the PyTorch path of :func:`ceiling_holds`)."""
+
+    def __init__(self, ceiling: torch.nn.Module):
+        super().__init__()
+        self.ceiling, self.held = ceiling, False
+
+    def forward(self, layer: int, A: Tensor) -> Tensor:
+        self.held = self.held or self.ceiling.holds(layer, A)
+        return self.ceiling(layer, A)
+
+
 def committee_pass(
     members: Sequence[EnergyModel],
     graph: AtomicGraph,

@@ -188,7 +188,7 @@ def _component_mixing(tp, mixing: list[Tensor]) -> tuple[Tensor, Tensor]:
 # the same number. Bump both when the layout changes: model files carrying a packed engine of
 # another format are then refused with a message, never misread. 2: the extra energy terms'
 # parameters (``term.<name>.<key>``). 3: the radial floor (``floor.table``, ``floor.softness``).
-ENGINE_FORMAT = 3
+ENGINE_FORMAT = 4
 
 
 def pack_engine(model: EnergyModel, dtype: torch.dtype) -> dict[str, Tensor]:
@@ -253,6 +253,9 @@ def pack_engine(model: EnergyModel, dtype: torch.dtype) -> dict[str, Tensor]:
         if tensors is not None:
             packed.update({f"term.{name}.{key}": t.contiguous() for key, t in tensors.items()})
     empty = torch.empty(0, dtype=dtype)
+    ceiling = model.feature_ceiling
+    if ceiling is not None:  # applied by the engine itself
+        packed["ceiling_softness"] = real(ceiling.softness)
     for index, layer in enumerate(model.layers):
         edge, node = layer.edge, layer.node
         tp, product = edge.tensor_product, node.product
@@ -282,6 +285,7 @@ def pack_engine(model: EnergyModel, dtype: torch.dtype) -> dict[str, Tensor]:
             "out": cast(per_component(node.linear_out.weights)),
             "sc": cast(skip),
             "sc_t": cast(skip_t),
+            "ceiling": empty if ceiling is None else cast(ceiling.top(index, like.double())),
         }
         lists = {
             "mlp": [cast(w) for w in mlp],

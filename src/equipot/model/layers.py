@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
@@ -17,6 +19,7 @@ class InteractionLayer(nn.Module):
 
     h̃ = W_up h                                       (channel mixing per l)
     A_i = (1/n̄) Σ_j Σ_p W_p R_p(r_ij) ⊗_CG (h̃_j, Y(r̂_ij))   (EdgeTensorProduct + path mixing)
+    A_i ← ceiling(A_i)                              (optional: nn/feature_ceiling)
     B_i = SymmetricContraction_{z_i}(A_i)            (many-body, correlation ν)
     h_i' = W_out B_i + W_sc[z_i] h_i                 (species-aware residual, not in layer 0)
     y_i = readout(h_i' scalars)                      (linear; an MLP in the last layer)
@@ -62,7 +65,9 @@ class InteractionLayer(nn.Module):
         neighbors: Tensor,
         counts: Tensor,
         inv_avg_neighbors: float,
+        ceiling: Callable[[Tensor], Tensor] | None = None,
     ) -> tuple[Tensor, Tensor]:
+        """``ceiling``: A → A held below the training data's block norms (nn/feature_ceiling)."""
         h_up = h if self.linear_up is None else self.linear_up(h)
         k = neighbors.shape[1]
         A = self._map_rows(
@@ -71,6 +76,8 @@ class InteractionLayer(nn.Module):
             (Y, radial_basis, neighbors, counts),
             (h_up, inv_avg_neighbors),
         )
+        if ceiling is not None:
+            A = ceiling(A)
         return self._map_rows(
             self.node, self.chunk_atoms, (A, h, species.index), (species.present,)
         )

@@ -303,6 +303,7 @@ def hessian_vectors(model: nn.Module, graph: AtomicGraph, vectors: Tensor) -> Te
     :meth:`~equipot.model.terms.base.EnergyTerm.edge_hessian_vectors`.
     """
     from equipot.model.energy_model import EnergyModel
+    from equipot.model.engine_pass import ceiling_holds
     from equipot.nn.constants import is_frozen
 
     if not (
@@ -313,6 +314,7 @@ def hessian_vectors(model: nn.Module, graph: AtomicGraph, vectors: Tensor) -> Te
         and vectors.dtype == graph.dtype
         and (model.heads is None or not model.heads.field_active(graph))  # field energy
         and not model.floor_holds(graph)  # the second-order engine reads unfloored edges
+        and not ceiling_holds(model, graph)  # nor does it apply the feature ceiling
     ):
         return None
     run = SecondOrderPass(model, graph, frozen=True)

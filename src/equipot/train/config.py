@@ -156,6 +156,10 @@ class ModelOptions(_Section):
     # pair (equipot.nn.radial_floor); "none": it reads every distance as it is
     radial_floor: Literal["data", "none"] = "data"
     radial_floor_softness: float = Field(0.1, gt=0.0, lt=1.0)
+    # no layer's aggregated messages larger than on the training set, measured after training
+    # (equipot.nn.feature_ceiling); "none": unbounded
+    feature_ceiling: Literal["data", "none"] = "data"
+    feature_ceiling_softness: float = Field(1.0, gt=0.0)
     e0: dict[str, float] | None = None
     scale: float | None = None
     shift: float | None = None
@@ -186,7 +190,8 @@ class ModelOptions(_Section):
         from equipot.nn.radial_floor import floor_from_shortest
 
         stats = {"elements", "e0", "scale", "shift", "avg_num_neighbors", "saturation"}
-        out = self.model_dump(exclude=stats | {"repulsion", "radial_floor"})
+        out = self.model_dump(exclude=stats | {"repulsion", "radial_floor", "feature_ceiling"})
+        out["feature_ceiling"] = None  # measured on the trained model (train/run.py)
         rep = self.repulsion
         out["repulsion"] = None if rep is None else rep.resolve(elements or [], shortest)
         out["radial_floor"] = (

@@ -160,7 +160,7 @@ def resolve_config(config):
     architecture = options.architecture()
     updates = {}
     for key in architecture:
-        if not hasattr(base, key) or key == "radial_floor":  # set from the data (attach)
+        if not hasattr(base, key) or key in ("radial_floor", "feature_ceiling"):  # from data
             continue
         value = getattr(base, key)
         mine = architecture[key] if key == "repulsion" else getattr(options, key)
@@ -198,7 +198,9 @@ def attach(config, prepared, *, resumed: bool, verbose: bool = True):
         fixed = set(known) if ft.e0 == "keep" else set()
         e0 = refit_e0(zero, train_set, initial, fixed=fixed)
         floor = merged_floor(zero.config.radial_floor, prepared.model_config.radial_floor)
-        target_config = zero.config.model_copy(update={"e0": e0, "radial_floor": floor})
+        # the base's feature ceiling was measured with its weights: measured again after
+        update = {"e0": e0, "radial_floor": floor, "feature_ceiling": None}
+        target_config = zero.config.model_copy(update=update)
         prepared.model_config = target_config
         prepared.statistics = {
             "e0": e0,

@@ -87,6 +87,7 @@ def fused_applies(model: TrainingModel, dtype: torch.dtype) -> bool:
     return (
         type(model) is TrainingModel
         and model.net.heads is None
+        and model.net.feature_ceiling is None  # measured after training; not in the step
         and all(p.requires_grad for p in parameter_list(model))
         and second_order_available(model.net, dtype)
     )

@@ -155,6 +155,9 @@ def _worker(
     uq_report = None
     if comm.is_main:
         trainer.save_model(trainer.averaged_model(), prepared.run_dir / "final.eqp")
+        if config.model.feature_ceiling == "data":
+            for name in ("best.eqp", "final.eqp"):
+                _attach_ceiling(prepared.run_dir / name, trainer.train_set)
         if config.uncertainty.fit and prepared.model_config.saturation is not None:
             uq_report = {"skipped": "model.saturation: the last-layer fit needs an affine readout"}
             print(f"uncertainty fit skipped: {uq_report['skipped']}")
@@ -189,6 +192,22 @@ def _worker(
     if comm.is_main:
         atomic_write(prepared.run_dir / "results.json", json.dumps(results, indent=1))
     comm.barrier()  # every rank reads results.json after this
+
+
+def _attach_ceiling(model_path: Path, train) -> None:
+    """Measure the feature ceiling of a saved model on the training split and save it in the
+    file (other heads and the metadata kept)."""
+    from equipot.model.io import read_model_metadata
+    from equipot.nn.feature_ceiling import fit_feature_ceiling, set_feature_ceiling
+    from equipot.transfer.heads import stored_heads
+
+    extra = json.loads(read_model_metadata(model_path).get("extra", "{}"))
+    head_name, heads = stored_heads(model_path)
+    model = load_model(model_path)
+    dtype = model.dtype
+    measured = model.double()
+    set_feature_ceiling(measured, fit_feature_ceiling(measured, train))
+    measured.to(dtype).save(model_path, extra=extra, heads=heads, head_name=head_name)
 
 
 def _fit_uncertainty(trainer: Trainer, config: TrainConfig) -> dict:
