@@ -51,7 +51,8 @@ def _zbl_reference(z1: int, z2: int, r: float) -> float:
 def test_default_config_has_no_coordination_term_and_repulsion_on():
     config = equipot.ModelConfig(elements=["H", "O"])
     assert config.shift == 0.0 and config.repulsion is not None
-    assert config.schema_version == 4 and config.radial_floor is None
+    assert config.schema_version == 5 and config.radial_floor is None
+    assert config.feature_ceiling is None  # measured by training, never a default
 
 
 def test_isolated_atom_energy_is_exactly_e0_on_every_path():

@@ -58,7 +58,7 @@ def test_model_options_mirror_model_config():
     for name, field in ModelOptions.model_fields.items():
         assert name in fields, name
         statistics = ("elements", "e0", "scale", "shift", "avg_num_neighbors")
-        if name not in (*statistics, "repulsion", "radial_floor"):  # resolved from the data
+        if name not in (*statistics, "repulsion", "radial_floor", "feature_ceiling"):  # from data
             assert field.get_default(call_default_factory=True) == fields[name].get_default(
                 call_default_factory=True
             ), name
@@ -68,6 +68,9 @@ def test_model_options_mirror_model_config():
         ModelOptions().radial_floor == "data"
         and equipot.ModelConfig(elements=["H"]).radial_floor is None
     )
+    # and measures the feature ceiling after training (a model built without data has none)
+    assert ModelOptions().feature_ceiling == "data"
+    assert equipot.ModelConfig(elements=["H"]).feature_ceiling is None
     assert ModelOptions().repulsion.switch == "covalent"
 
 
