@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from ase import Atoms
 
 import equipot
@@ -106,3 +107,40 @@ def kernels():
     if module is None:
         pytest.skip("C++ kernels could not be built (EQUIPOT_REQUIRE_KERNELS=1 fails instead)")
     return module
+
+
+def assert_engine_equals_autograd_and_fd(model, atoms: Atoms, fast, slow, graph, h: float = 1e-5):
+    """The engine path (``fast``) = autograd (``slow``): energy and forces to 1e-10; and the
+    forces = central differences of the calculator's energy (1e-6 of the largest force)."""
+    from equipot.physics.derivatives import predict
+
+    with torch.enable_grad():
+        a, b = predict(fast, graph), predict(slow, graph)
+    de, e = float((a.energy - b.energy).detach()), float(b.energy.detach())
+    assert abs(de) <= 1e-10 * max(1.0, abs(e))
+    scale = float(b.forces.abs().max())
+    assert float((a.forces - b.forces).abs().max()) <= 1e-10 * scale
+    calc = equipot.EquipotCalculator(model, dtype="float64")
+    worst = 0.0
+    for atom in range(len(atoms)):
+        for axis in range(3):
+            energies = []
+            for sign in (1, -1):
+                moved = atoms.copy()
+                moved.positions[atom, axis] += sign * h
+                moved.calc = calc
+                energies.append(moved.get_potential_energy())
+            fd = -(energies[0] - energies[1]) / (2 * h)
+            worst = max(worst, abs(fd - float(a.forces[atom, axis])))
+    assert worst <= 1e-6 * max(1.0, scale)
+
+
+def engine_and_reference(model):
+    """float64 inference copies of ``model``: the C++ engine path and the autograd reference."""
+    from equipot.calculator import frozen_copy
+
+    fast = frozen_copy(model, torch.float64, "cpu")
+    slow = frozen_copy(model, torch.float64, "cpu").set_execution(
+        kernels=False, memory_efficient=False
+    )
+    return fast, slow

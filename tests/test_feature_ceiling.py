@@ -20,8 +20,14 @@ from equipot.nn.feature_ceiling import (
     fit_feature_ceiling,
     set_feature_ceiling,
 )
-from equipot.physics.derivatives import hessian_from_graph, predict
-from tests.conftest import evaluate, random_cluster, small_model
+from equipot.physics.derivatives import hessian_from_graph
+from tests.conftest import (
+    assert_engine_equals_autograd_and_fd,
+    engine_and_reference,
+    evaluate,
+    random_cluster,
+    small_model,
+)
 from tests.train_utils import tiny_config, write_emt
 
 
@@ -44,12 +50,7 @@ def _held_model(seed: int = 1, fraction: float = 0.5):
     return model, reference
 
 
-def _paths(model):
-    fast = frozen_copy(model, torch.float64, "cpu")
-    slow = frozen_copy(model, torch.float64, "cpu").set_execution(
-        kernels=False, memory_efficient=False
-    )
-    return fast, slow
+_paths = engine_and_reference
 
 
 def test_the_ceiling_changes_nothing_below_it_and_bounds_the_norms_above():
@@ -104,25 +105,7 @@ def test_engine_equals_autograd_and_finite_differences_where_the_ceiling_holds(k
     graph = atoms_to_graph(atoms, model.config.r_max, torch.float64)
     assert fast.inference_pass(graph) is not None  # the engine applies the ceiling itself
     assert ceiling_holds(fast, graph) and ceiling_holds(slow, graph)
-    with torch.enable_grad():
-        a, b = predict(fast, graph), predict(slow, graph)
-    e = float(b.energy.detach())
-    assert abs(float(a.energy) - e) <= 1e-10 * max(1.0, abs(e))
-    scale_f = float(b.forces.abs().max())
-    assert float((a.forces - b.forces).abs().max()) <= 1e-10 * scale_f
-    calc = equipot.EquipotCalculator(model, dtype="float64")
-    h, worst = 1e-5, 0.0
-    for atom in range(len(atoms)):
-        for axis in range(3):
-            energies = []
-            for sign in (1, -1):
-                moved = atoms.copy()
-                moved.positions[atom, axis] += sign * h
-                moved.calc = calc
-                energies.append(moved.get_potential_energy())
-            fd = -(energies[0] - energies[1]) / (2 * h)
-            worst = max(worst, abs(fd - float(a.forces[atom, axis])))
-    assert worst <= 1e-6 * max(1.0, scale_f)
+    assert_engine_equals_autograd_and_fd(model, atoms, fast, slow, graph)
 
 
 def test_the_held_model_is_equivariant_and_its_hessian_is_the_autograd_one(kernels):

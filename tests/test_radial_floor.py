@@ -12,13 +12,18 @@ from scipy.spatial.transform import Rotation
 import equipot
 from equipot.calculator import atoms_to_graph, frozen_copy
 from equipot.model.second_order import engine_runs
-from equipot.physics.derivatives import predict
 from equipot.train.config import ModelOptions
 from equipot.train.finetune import merged_floor
 from equipot.train.fused_step import loss_and_gradients
 from equipot.train.loss import LossFunction, LossWeights, Normalisation
 from equipot.train.model import TrainingModel
-from tests.conftest import evaluate, random_cluster, small_model
+from tests.conftest import (
+    assert_engine_equals_autograd_and_fd,
+    engine_and_reference,
+    evaluate,
+    random_cluster,
+    small_model,
+)
 from tests.test_fused_training import _batch
 
 FLOOR = {"C-H": 1.0, "H-H": 1.6, "C-C": 1.4, "C-O": 1.2, "H-O": 0.95, "O-O": 2.0}
@@ -42,12 +47,7 @@ def _crushed(scale: float, seed: int = 3) -> Atoms:
     return atoms
 
 
-def _paths(model):
-    fast = frozen_copy(model, torch.float64, "cpu")
-    slow = frozen_copy(model, torch.float64, "cpu").set_execution(
-        kernels=False, memory_efficient=False
-    )
-    return fast, slow
+_paths = engine_and_reference
 
 
 def test_the_floor_changes_nothing_where_no_pair_is_below_it():
@@ -98,26 +98,8 @@ def test_engine_equals_autograd_and_finite_differences_with_held_edges(kernels, 
     graph = atoms_to_graph(atoms, model.config.r_max, torch.float64)
     assert model.floor_holds(graph)
     assert fast.inference_pass(graph) is not None  # the engine takes held edges
-    with torch.enable_grad():
-        a, b = predict(fast, graph), predict(slow, graph)
-    de, e = float((a.energy - b.energy).detach()), float(b.energy.detach())
-    assert abs(de) <= 1e-10 * max(1.0, abs(e))
-    scale = float(b.forces.abs().max())
-    assert float((a.forces - b.forces).abs().max()) <= 1e-10 * scale
-    # forces are −∂E/∂r through the floor: central differences
-    calc = equipot.EquipotCalculator(model, dtype="float64")
-    h, worst = 1e-5, 0.0
-    for atom in range(len(atoms)):
-        for axis in range(3):
-            e = []
-            for sign in (1, -1):
-                moved = atoms.copy()
-                moved.positions[atom, axis] += sign * h
-                moved.calc = calc
-                e.append(moved.get_potential_energy())
-            fd = -(e[0] - e[1]) / (2 * h)
-            worst = max(worst, abs(fd - float(a.forces[atom, axis])))
-    assert worst <= 1e-6 * max(1.0, scale)
+    # forces are −∂E/∂r through the floor: autograd and central differences
+    assert_engine_equals_autograd_and_fd(model, atoms, fast, slow, graph)
 
 
 def test_hessian_with_held_edges_is_symmetric_and_matches_force_differences(kernels):
