@@ -21,6 +21,7 @@ from tests.train_utils import tiny_config, write_emt
 
 ROOT = Path(__file__).resolve().parent.parent
 KILLS = 6
+PLAN_STEPS = 24  # 6 epochs × 4 steps (the plan of _config)
 
 
 def _config(data: Path, out: Path) -> dict:
@@ -62,13 +63,24 @@ def _wait_for_training(proc: subprocess.Popen, timeout: float = 240) -> bool:
     raise AssertionError("no training plan line")
 
 
-def _wait_for_step(checkpoint: Path, step: int, proc: subprocess.Popen, timeout=240) -> None:
-    """Until the run's checkpoint (one per step) has reached ``step`` (or the run ended)."""
+def _wait_for_step(
+    checkpoint: Path, step: int, proc: subprocess.Popen, timeout=240
+) -> float | None:
+    """Until the run's checkpoint (one per step) has reached ``step`` (or the run ended);
+    returns the seconds between the last two steps seen, the run's own pace (None if unseen)."""
     deadline = time.monotonic() + timeout
+    seen, pace = None, None
     while time.monotonic() < deadline and proc.poll() is None:
-        if checkpoint.exists() and load_checkpoint(checkpoint)["progress"]["step"] >= step:
-            return
+        current = load_checkpoint(checkpoint)["progress"]["step"] if checkpoint.exists() else None
+        if current is not None and current != (seen[0] if seen else None):
+            now = time.monotonic()
+            if seen is not None:
+                pace = (now - seen[1]) / (current - seen[0])
+            seen = (current, now)
+        if current is not None and current >= step:
+            return pace
         time.sleep(0.02)
+    return pace
 
 
 def test_sigkill_at_random_moments_then_resume_is_bit_identical(tmp_path):
@@ -86,7 +98,7 @@ def test_sigkill_at_random_moments_then_resume_is_bit_identical(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("EQUIPOT_TEST")}
     env.update(PYTHONPATH=str(ROOT / "src"), EQUIPOT_PROGRESS="lines")
     rng = np.random.default_rng(7)
-    per_step = reference_s / 24
+    per_step = reference_s / PLAN_STEPS
     kills, in_write, steps, done = 0, False, [], 0
     while kills < KILLS:
         hold = tmp_path / f"holding-{kills}"
@@ -103,9 +115,12 @@ def test_sigkill_at_random_moments_then_resume_is_bit_identical(tmp_path):
                     time.sleep(0.01)
                 in_write = hold.exists()
             else:  # a few steps on (so every kill loses something), then a random moment
-                target = done + int(rng.integers(2, 4))
-                _wait_for_step(checkpoint, target, proc)
-                time.sleep(rng.uniform(0.0, 1.0) * per_step)
+                # within the step; the cap keeps two steps per kill still to come, so a run
+                # slowed or sped up by a loaded machine never finishes before its kill
+                headroom = PLAN_STEPS - 2 * (KILLS - kills)
+                target = min(done + int(rng.integers(2, 4)), headroom)
+                pace = _wait_for_step(checkpoint, target, proc)
+                time.sleep(rng.uniform(0.0, 0.5) * min(per_step, pace or per_step))
         finally:
             proc.send_signal(signal.SIGKILL)
             proc.communicate()
@@ -123,7 +138,7 @@ def test_sigkill_at_random_moments_then_resume_is_bit_identical(tmp_path):
     a = torch.load(tmp_path / "reference" / "checkpoint.pt", weights_only=True)
     b = torch.load(checkpoint, weights_only=True)
     assert kills >= 5 and len(set(steps)) >= 3, (kills, steps)  # killed at different steps
-    assert a["progress"]["step"] == b["progress"]["step"] == 24
+    assert a["progress"]["step"] == b["progress"]["step"] == PLAN_STEPS
     for key, value in a["model"].items():
         assert torch.equal(value, b["model"][key]), key
     for x, y in zip(a["ema"]["shadow"], b["ema"]["shadow"], strict=True):
