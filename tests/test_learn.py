@@ -157,3 +157,60 @@ def test_selection_prefers_uncertain_and_diverse_frames():
     far = farthest_points(descriptors, 3, descriptors[:1], first=0)
     assert 0 not in far
     assert len(select(scores, descriptors, 5, method="random", seed=1)) == 5
+
+
+def test_pool_rounds_grow_and_few_labels_still_train_min_steps(tmp_path):
+    """``select.growth`` 2 doubles the labels added each round (4 → 6 → 10 → 18 labels) and
+    ``min_steps`` raises the epochs of the small rounds to that many optimizer steps."""
+    from equipot.learn.config import LearnConfig
+    from equipot.learn.loop import LearnLoop, epochs_for_steps
+
+    pool = emt_frames(30, seed=5, elements=("Cu",))
+    for atoms in pool:
+        atoms.calc = None
+    write(tmp_path / "pool.xyz", pool)
+    write(tmp_path / "test.xyz", emt_frames(4, seed=6, elements=("Cu",)))
+    initial = emt_frames(4, seed=7, elements=("Cu",))
+    write(tmp_path / "initial.xyz", initial)
+    write(tmp_path / "start.xyz", initial[:1])
+    config = LearnConfig.model_validate(
+        {
+            "reference": {"calculator": "emt"},
+            "initial": {"structures": tmp_path / "start.xyz", "labelled": tmp_path / "initial.xyz"},
+            "train": {
+                "model": {"r_max": 3.0, "l_max": 1, "channels": 4, "radial_hidden": [8]},
+                "optim": {"max_epochs": 1, "batch_size": 2},
+                "uncertainty": {"force_frames": 2},
+            },
+            "explore": {"pool": tmp_path / "pool.xyz"},
+            "select": {"per_round": 2, "growth": 2.0},
+            "stop": {"max_rounds": 4, "max_labels": 100, "test": tmp_path / "test.xyz"},
+            "min_steps": 6,
+            "valid_fraction": 0.25,
+            "workers": 1,
+            "out": tmp_path / "learn",
+        }
+    )
+    LearnLoop(config, progress=False, verbose=False).run()
+    curve = (tmp_path / "learn" / "learning_curve.csv").read_text().splitlines()[1:]
+    assert [int(line.split(",")[1]) for line in curve] == [4, 6, 10, 18]
+    for r, labels in enumerate([4, 6, 10, 18], start=1):
+        run = tmp_path / "learn" / f"round-{r}" / "train"
+        epochs = yaml.safe_load((run / "config.yaml").read_text())["optim"]["max_epochs"]
+        train = labels - max(1, round(0.25 * labels))  # the trainer's split
+        assert epochs * -(-train // 2) >= 6  # at least min_steps steps
+        data = tmp_path / "learn" / f"round-{r}" / "train.extxyz"
+        assert epochs == max(1, epochs_for_steps(6, data, {"batch_size": 2}, 0.25))
+    assert epochs_for_steps(6, tmp_path / "pool.xyz", {"batch_size": 2}, 0.1) == 1  # 30 frames
+    # selection scores of round 4's model (4 validation frames: its force ball is infinite)
+    # stay finite and rank the frames; a single model ranks by latent distance
+    from equipot.learn.select import score_frames
+    from equipot.model.io import load_model
+
+    model = tmp_path / "learn" / "round-4" / "train" / "best.eqp"
+    assert load_model(model).uncertainty.ball.quantile == float("inf")
+    for requested, used in [("auto", "latent"), ("force_radius", "force_radius")]:
+        scores, descriptors, name = score_frames(model, pool[:8], requested)
+        assert name == used
+        assert np.isfinite(scores).all() and np.ptp(scores) > 0
+        assert descriptors.shape[0] == 8

@@ -1,20 +1,27 @@
 """Active learning vs random selection from the same MD pool (issue 13), with ``equipot learn``.
 
-    flock /work/coord/cpu.lock python benchmarks/uq/al_pool.py --system emt
-    flock /work/coord/cpu.lock python benchmarks/uq/al_pool.py --system xtb
+    python benchmarks/uq/emt_data.py --frames 400 --out benchmarks/out/uq/emt_al
+    python benchmarks/uq/xtb_data.py --frames 500 --out benchmarks/out/uq/xtb_al
+    OMP_NUM_THREADS=1 EQUIPOT_THREADS=1 python benchmarks/uq/al_pool.py --system emt
+    OMP_NUM_THREADS=1 EQUIPOT_THREADS=1 python benchmarks/uq/al_pool.py --system xtb
 
-Both runs are ``equipot learn`` with ``explore.pool`` (the unlabelled frames of MD runs 0)
-and the real reference calculator (EMT / GFN2-xTB) doing the labelling; they start from the
-same random initial frames of the pool, train every round from scratch with the same config
-and epochs, and differ only in ``select.method``: ``uncertainty`` (the model's score — force
-radius where calibrated, else latent distance — then farthest-point sampling among the 3n
-most uncertain) or ``random``. Test errors on frames of independent MD runs (runs 1),
-balanced over the conditions. Target: the force MAE random selection reaches with its full
-budget; reported: the labels each method needs to reach it.
+Both methods are ``equipot learn`` with ``explore.pool`` (the unlabelled frames of MD runs 0)
+and the real reference calculator (EMT / GFN2-xTB) doing the labelling. For each seed they
+start from the same random initial frames of the pool, train every round from scratch with
+the same config (epochs, raised to ``--min-steps`` optimizer steps for small label sets), add
+labels geometrically (10 → 20 → 40 → … with ``--growth 2``), and differ only in
+``select.method``: ``uncertainty`` (the model's score — force radius where calibrated, else
+latent distance — then farthest-point sampling among the 3n most uncertain) or ``random``.
+Test errors on frames of independent MD runs (runs 1), balanced over the conditions.
 
-Pools: ``emt`` — fcc bulk at 300 / 600 / 900 K (200 frames each), (111) slab at 600 K,
-bulk with a vacancy at 600 K and liquid at 2500 K (100 each): bulk dominates, as in MD
-exploration; ``xtb`` — ethanol at 300, 600 and 900 K (150 each).
+Target: the force MAE random selection reaches with its full budget, on the curves averaged
+over seeds (geometric mean at each label count); reported: the labels each method needs to
+reach it (log-log interpolation between rounds), and the same per seed.
+
+Pools: ``emt`` — fcc bulk at 300 / 600 / 900 K (400 frames each), (111) slab at 600 K, bulk
+with a vacancy at 600 K and liquid at 2500 K (200 each): bulk dominates, as in MD
+exploration; ``xtb`` — ethanol at 300, 600 and 900 K (500 each). The largest label budget
+(320) is a fifth of either pool.
 """
 
 from __future__ import annotations
@@ -36,12 +43,12 @@ from equipot.learn.loop import LearnLoop
 POOLS = {
     "emt": {
         "pool": {
-            "crystal-300": 200,
-            "crystal-600": 200,
-            "crystal-900": 200,
-            "slab-600": 100,
-            "vacancy-600": 100,
-            "liquid-2500": 100,
+            "crystal-300": 400,
+            "crystal-600": 400,
+            "crystal-900": 400,
+            "slab-600": 200,
+            "vacancy-600": 200,
+            "liquid-2500": 200,
         },
         "test": 30,
         "reference": "emt",
@@ -54,7 +61,7 @@ POOLS = {
         },
     },
     "xtb": {
-        "pool": {"ethanol-300": 150, "ethanol-600": 150, "ethanol-900": 150},
+        "pool": {"ethanol-300": 500, "ethanol-600": 500, "ethanol-900": 500},
         "test": 50,
         "reference": "tblite",
         "model": {
@@ -94,7 +101,7 @@ def prepare(system: str, data: Path, out: Path, initial: int, seed: int):
     write(out / "start.extxyz", unlabelled[:1])
 
 
-def learn_config(system: str, out: Path, method: str, args) -> LearnConfig:
+def learn_config(system: str, out: Path, method: str, seed: int, args) -> LearnConfig:
     spec = POOLS[system]
     return LearnConfig.model_validate(
         {
@@ -115,93 +122,140 @@ def learn_config(system: str, out: Path, method: str, args) -> LearnConfig:
                 },
             },
             "explore": {"pool": str(out / "pool.extxyz")},
-            "select": {"per_round": args.per_round, "method": method},
+            "select": {"per_round": args.per_round, "growth": args.growth, "method": method},
             "stop": {
                 "max_rounds": args.rounds,
                 "max_labels": 10_000,
                 "test": str(out / "test.extxyz"),
             },
             "workers": 2,
-            "seed": args.seed,
+            "min_steps": args.min_steps,
+            "seed": seed,
             "out": str(out / method),
         }
     )
 
 
 def labels_to_reach(curve: list[tuple[int, float]], target: float) -> float | None:
-    """Labels at which a learning curve first reaches ``target`` (log-linear between rounds)."""
+    """Labels at which a learning curve first reaches ``target`` (a power law between rounds:
+    log-log interpolation)."""
     for (n0, e0), (n1, e1) in itertools.pairwise(curve):
         if e0 <= target:
             return float(n0)
         if e1 <= target:
             t = (np.log(e0) - np.log(target)) / (np.log(e0) - np.log(e1))
-            return float(n0 + t * (n1 - n0))
+            return float(np.exp(np.log(n0) + t * (np.log(n1) - np.log(n0))))
     return float(curve[0][0]) if curve and curve[0][1] <= target else None
+
+
+def run_seed(system: str, data: Path, out: Path, seed: int, args) -> dict:
+    """Both methods' learning curves for one seed: {method: [(labels, force MAE eV/Å)]}."""
+    if not (out / "pool.extxyz").exists():
+        prepare(system, data, out, args.initial, seed)
+    curves = {}
+    for method in ("uncertainty", "random"):
+        start = time.perf_counter()
+        LearnLoop(learn_config(system, out, method, seed, args), progress=False).run()
+        rows = (out / method / "learning_curve.csv").read_text().splitlines()[1:]
+        curves[method] = [(int(r.split(",")[1]), float(r.split(",")[3])) for r in rows]
+        print(f"seed {seed} {method}: {time.perf_counter() - start:.0f} s", flush=True)
+    return curves
+
+
+def mean_curve(curves: list[list[tuple[int, float]]]) -> list[tuple[int, float]]:
+    """Geometric mean over seeds at each label count (the counts agree across seeds)."""
+    labels = [n for n, _ in curves[0]]
+    assert all([n for n, _ in c] == labels for c in curves), "label counts differ by seed"
+    errors = np.exp(np.mean([[np.log(e) for _, e in c] for c in curves], axis=0))
+    return list(zip(labels, errors.tolist(), strict=True))
+
+
+def ratio_to_target(curves: dict) -> tuple[float, dict, float | None]:
+    target = curves["random"][-1][1]
+    need = {m: labels_to_reach(c, target) for m, c in curves.items()}
+    ratio = None if need["uncertainty"] is None else need["uncertainty"] / need["random"]
+    return target, need, ratio
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--system", choices=sorted(POOLS), required=True)
-    p.add_argument("--data", type=Path, default=None, help="default benchmarks/out/uq/<system>")
+    p.add_argument("--data", type=Path, default=None, help="default benchmarks/out/uq/<system>_al")
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--initial", type=int, default=10)
     p.add_argument("--per-round", type=int, default=10)
-    p.add_argument("--rounds", type=int, default=10)
+    p.add_argument("--growth", type=float, default=2.0, help="labels added grow ×this a round")
+    p.add_argument("--rounds", type=int, default=6)
     p.add_argument("--epochs", type=int, default=40)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--min-steps", type=int, default=1000)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     args = p.parse_args()
-    data = args.data or Path(f"benchmarks/out/uq/{args.system}")
+    data = args.data or Path(f"benchmarks/out/uq/{args.system}_al")
     out = args.out or Path(f"benchmarks/out/uq/al_{args.system}")
-    if not (out / "pool.extxyz").exists():
-        prepare(args.system, data, out, args.initial, args.seed)
-    curves, timing = {}, {}
-    for method in ("uncertainty", "random"):
-        start = time.perf_counter()
-        LearnLoop(learn_config(args.system, out, method, args), progress=False).run()
-        timing[method] = time.perf_counter() - start
-        rows = (out / method / "learning_curve.csv").read_text().splitlines()[1:]
-        curves[method] = [(int(r.split(",")[1]), float(r.split(",")[3])) for r in rows]
-    target = curves["random"][-1][1]
-    need = {m: labels_to_reach(c, target) for m, c in curves.items()}
-    ratio = None if need["uncertainty"] is None else need["uncertainty"] / need["random"]
+    started = time.perf_counter()
+    per_seed = {s: run_seed(args.system, data, out / f"seed-{s}", s, args) for s in args.seeds}
+    curves = {m: mean_curve([c[m] for c in per_seed.values()]) for m in ("uncertainty", "random")}
+    target, need, ratio = ratio_to_target(curves)
+    seeds = {}
+    for s, c in per_seed.items():
+        t, n, r = ratio_to_target(c)
+        seeds[s] = {"curves": c, "target_forces_mae": t, "labels_to_target": n, "label_ratio": r}
     result = {
         "system": args.system,
-        "curves": curves,
+        "seeds": args.seeds,
+        "mean_curves": curves,
         "target_forces_mae": target,
         "labels_to_target": need,
         "label_ratio": ratio,
-        "wall_s": timing,
+        "per_seed": seeds,
+        "wall_s": time.perf_counter() - started,
     }
     (out / "al.json").write_text(json.dumps(result, indent=1))
-    plot(curves, target, out / "al_curves.png", args.system)
+    plot(curves, per_seed, target, out / "al_curves.png", args.system)
     print(
         f"{args.system}: target force MAE {1e3 * target:.1f} meV/Å (random at "
-        f"{curves['random'][-1][0]} labels)"
+        f"{curves['random'][-1][0]} labels, geometric mean of {len(args.seeds)} seeds)"
     )
     for method, curve in curves.items():
         cells = "  ".join(f"{n}:{1e3 * e:.1f}" for n, e in curve)
         print(f"  {method:11s} labels:MAE(meV/Å)  {cells}")
-    print(
-        f"  labels to target: uncertainty {need['uncertainty']}, random {need['random']}"
-        f" → ratio {ratio}"
-    )
+    print(f"  labels to target: {_need(need)} → ratio {_fmt(ratio)}")
+    for s, row in seeds.items():
+        cells = {m: "  ".join(f"{1e3 * e:.1f}" for _, e in c) for m, c in row["curves"].items()}
+        print(
+            f"  seed {s}: uncertainty {cells['uncertainty']} | random {cells['random']}"
+            f" | labels to its target {_need(row['labels_to_target'])}"
+            f" → ratio {_fmt(row['label_ratio'])}"
+        )
     sys.stdout.flush()
 
 
-def plot(curves, target, png: Path, system: str) -> None:
+def _fmt(x: float | None) -> str:
+    return "not reached" if x is None else f"{x:.2f}"
+
+
+def _need(need: dict) -> str:
+    return f"uncertainty {_fmt(need['uncertainty'])}, random {_fmt(need['random'])}"
+
+
+def plot(curves, per_seed, target, png: Path, system: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5, 3.5))
-    for method, curve in curves.items():
+    for colour, (method, curve) in zip(("C0", "C1"), curves.items(), strict=True):
         n, e = zip(*curve, strict=True)
-        ax.plot(n, 1e3 * np.array(e), "o-", label=method)
+        ax.plot(n, 1e3 * np.array(e), "o-", color=colour, label=f"{method} (mean)")
+        for seed_curves in per_seed.values():
+            n, e = zip(*seed_curves[method], strict=True)
+            ax.plot(n, 1e3 * np.array(e), "-", color=colour, alpha=0.3, lw=1)
     ax.axhline(1e3 * target, color="grey", ls="--", lw=1, label="target")
     ax.set(
         xlabel="labelled frames",
         ylabel="test force MAE (meV/Å)",
+        xscale="log",
         yscale="log",
         title=f"active learning, {system}",
     )

@@ -51,7 +51,10 @@ class ExploreConfig(_Section):
 
 
 class SelectConfig(_Section):
-    per_round: int = Field(10, ge=1)
+    per_round: int = Field(10, ge=1, description="labels added in round 1")
+    growth: float = Field(
+        1.0, ge=1.0, description="per_round × growth^(r−1) in round r (2: the labels double)"
+    )
     method: Literal["uncertainty", "random"] = "uncertainty"
     score: Literal["auto", "force_radius", "committee", "latent", "energy_std"] = "auto"
     pool_factor: float = Field(3.0, ge=1.0, description="FPS among the top factor×per_round")
@@ -74,6 +77,9 @@ class LearnConfig(_Section):
     stop: StopConfig = Field(default_factory=StopConfig)
     committee: int = Field(1, ge=1, description="members trained per round (>1: committee)")
     workers: int = Field(2, ge=1, description="labelling processes")
+    min_steps: int | None = Field(
+        None, ge=1, description="optimizer steps per round at least (epochs raised for few labels)"
+    )
     valid_fraction: float = Field(0.1, gt=0.0, lt=1.0)
     seed: int = 0
     out: Path = Path("runs/learn")

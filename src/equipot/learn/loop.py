@@ -48,17 +48,25 @@ def train_round(
     members: int = 1,
     valid_fraction: float = 0.1,
     seed: int = 0,
+    min_steps: int | None = None,
     verbose: bool = False,
 ) -> Path:
     """Train round r's model on ``data`` (resuming an interrupted run); returns the model
     or committee file. ``previous`` (the last round's model) is the hook for starting from
-    it; today every round trains from scratch on all labels."""
+    it; today every round trains from scratch on all labels. ``min_steps`` raises the
+    epochs so that a round with few labels still takes that many optimizer steps: with a
+    fixed epoch count the first rounds would be undertrained, and their models would both
+    score worse and select worse."""
     from equipot.train import load_config, train
     from equipot.train.ensemble import train_committee
 
     del previous  # fine-tuning from the previous round: see the docstring
     raw = copy.deepcopy(train_options)
     raw.setdefault("seed", seed)
+    if min_steps is not None:
+        optim = raw.setdefault("optim", {})
+        epochs = optim.get("max_epochs", 100)
+        optim["max_epochs"] = max(epochs, epochs_for_steps(min_steps, data, optim, valid_fraction))
     raw["data"] = {"train": str(data), "valid_fraction": valid_fraction, "split_seed": seed}
     raw["output"] = {"dir": str(run_dir), "progress": False, "plot": True}
     config = load_config(raw)
@@ -67,6 +75,15 @@ def train_round(
     if not (run_dir / "results.json").is_file():
         train(config, resume=(run_dir / "checkpoint.pt").is_file(), verbose=verbose)
     return run_dir / "best.eqp"
+
+
+def epochs_for_steps(steps: int, data: Path, optim: dict, valid_fraction: float) -> int:
+    """Epochs that give at least ``steps`` optimizer steps on ``data``'s training split
+    (the validation split rounded up, as the trainer does, so this never falls short)."""
+    frames = len(read(data, index=":"))
+    train = max(1, frames - math.ceil(valid_fraction * frames))
+    per_epoch = math.ceil(train / optim.get("batch_size", 5))
+    return math.ceil(steps / per_epoch)
 
 
 def test_errors(model: Path, test: Path) -> dict:
@@ -122,6 +139,7 @@ class LearnLoop:
                 members=c.committee,
                 valid_fraction=c.valid_fraction,
                 seed=c.seed,
+                min_steps=c.min_steps,
                 verbose=False,
             )
             metrics = self._metrics(round_dir, model, n_labels)
@@ -231,7 +249,7 @@ class LearnLoop:
         if path.is_file():
             return json.loads(path.read_text())["indices"]
         s = self.config.select
-        n = min(s.per_round, budget)
+        n = min(round(s.per_round * s.growth ** (r - 1)), budget)
         scores, descriptors, name = score_frames(model, candidates, s.score)
         labelled = None
         if s.method == "uncertainty" and s.diversity:

@@ -1,8 +1,15 @@
 """Selection: which candidates to label, by uncertainty with diversity.
 
-Every candidate frame gets a score (its largest conformal force radius; or, as available, the
-committee's largest force std, the largest latent distance, or σ_E per atom) and a latent
-descriptor (the mean of its atoms' whitened readout features). The ``pool_factor × n``
+Every candidate frame gets a score and a latent descriptor (the mean of its atoms' whitened
+readout features). ``auto`` scores a committee by its largest per-atom force std and a single
+model by its largest latent distance; a conformal force ball ranks frames by its σ_i (the
+ranking of R_i = q̂·σ_i without q̂, which is infinite while the calibration split holds fewer
+than ⌈(n+1)(1−α)⌉ frames, as in the first rounds of a loop, and would then tie every frame).
+The latent distance comes first for single models because it needs no calibration split
+(it is fitted on the training frames, however few) and it ranked per-structure force errors
+best or nearly best in the uncertainty benchmarks, whereas a ball calibrated on a handful of
+validation frames may have picked the last-layer energy variance, which does not rank force
+errors at all on molecules (RESULTS.md, "Uncertainty"). The ``pool_factor × n``
 highest-scoring candidates form the pool; farthest-point sampling in descriptor space then
 picks n of them, each time the one farthest from everything labelled or picked so far, so the
 batch does not spend labels on near-copies of one uncertain configuration.
@@ -19,7 +26,7 @@ from equipot.graph import batch_graphs
 from equipot.uq.committee import load_models
 from equipot.uq.estimate import UncertainPredictor
 
-SCORES = ("force_radius", "committee", "latent", "energy_std")
+SCORES = ("committee", "latent", "force_radius", "energy_std")  # the order ``auto`` tries
 
 
 def _score_name(requested: str, predictor: UncertainPredictor) -> str:
@@ -58,7 +65,7 @@ def score_frames(
         with torch.enable_grad():
             out = predictor(graph)
         per_atom = {
-            "force_radius": out.force_radius,
+            "force_radius": out.force_sigma,  # the radius's ranking, finite (module docstring)
             "committee": out.forces_std,
             "latent": out.latent_distance,
         }.get(name)
