@@ -154,6 +154,18 @@ def test_selection_prefers_uncertain_and_diverse_frames():
     diverse = select(scores, descriptors, 4, pool_factor=4.0)
     assert sum(k < 10 for k in diverse) == 1  # one of the copies, then spread out
     assert all(k < 16 for k in diverse)  # from the uncertain pool only
+    # weighted: score × distance over all candidates; a far, half as uncertain frame beats a
+    # second copy of the most uncertain one, and a near-zero score is never worth a label
+    weighted_scores = scores.copy()
+    weighted_scores[39] = 0.5
+    descriptors_w = descriptors.copy()
+    descriptors_w[39] = descriptors[0] + 50.0
+    weighted = select(weighted_scores, descriptors_w, 3, strategy="weighted")
+    assert 0 in weighted and 39 in weighted  # the most uncertain, then the far one
+    assert sum(k < 10 for k in weighted) == 1
+    w = np.zeros(40)
+    w[[0, 20]] = 1.0
+    assert sorted(farthest_points(descriptors, 2, None, 0, weights=w)) == [0, 20]
     far = farthest_points(descriptors, 3, descriptors[:1], first=0)
     assert 0 not in far
     assert len(select(scores, descriptors, 5, method="random", seed=1)) == 5

@@ -8,7 +8,8 @@
 Both methods are ``equipot learn`` with ``explore.pool`` (the unlabelled frames of MD runs 0)
 and the real reference calculator (EMT / GFN2-xTB) doing the labelling. For each seed they
 start from the same random initial frames of the pool, train every round from scratch with
-the same config (epochs, raised to ``--min-steps`` optimizer steps for small label sets), add
+the same config and the same number of optimizer steps (``--min-steps``: a learning curve
+measures data, not a step budget that grows with the labels, as a fixed epoch count would), add
 labels geometrically (10 → 20 → 40 → … with ``--growth 2``), and differ only in
 ``select.method``: ``uncertainty`` (the model's score — force radius where calibrated, else
 latent distance — then farthest-point sampling among the 3n most uncertain) or ``random``.
@@ -75,6 +76,9 @@ POOLS = {
 }
 
 
+METHODS = ("uncertainty", "weighted", "random")  # weighted: select.strategy weighted
+
+
 def prepare(system: str, data: Path, out: Path, initial: int, seed: int):
     spec = POOLS[system]
     pool, test = [], []
@@ -122,7 +126,12 @@ def learn_config(system: str, out: Path, method: str, seed: int, args) -> LearnC
                 },
             },
             "explore": {"pool": str(out / "pool.extxyz")},
-            "select": {"per_round": args.per_round, "growth": args.growth, "method": method},
+            "select": {
+                "per_round": args.per_round,
+                "growth": args.growth,
+                "method": "random" if method == "random" else "uncertainty",
+                "strategy": "weighted" if method == "weighted" else "top",
+            },
             "stop": {
                 "max_rounds": args.rounds,
                 "max_labels": 10_000,
@@ -149,11 +158,11 @@ def labels_to_reach(curve: list[tuple[int, float]], target: float) -> float | No
 
 
 def run_seed(system: str, data: Path, out: Path, seed: int, args) -> dict:
-    """Both methods' learning curves for one seed: {method: [(labels, force MAE eV/Å)]}."""
+    """The methods' learning curves for one seed: {method: [(labels, force MAE eV/Å)]}."""
     if not (out / "pool.extxyz").exists():
         prepare(system, data, out, args.initial, seed)
     curves = {}
-    for method in ("uncertainty", "random"):
+    for method in args.methods:
         start = time.perf_counter()
         LearnLoop(learn_config(system, out, method, seed, args), progress=False).run()
         rows = (out / method / "learning_curve.csv").read_text().splitlines()[1:]
@@ -170,10 +179,11 @@ def mean_curve(curves: list[list[tuple[int, float]]]) -> list[tuple[int, float]]
     return list(zip(labels, errors.tolist(), strict=True))
 
 
-def ratio_to_target(curves: dict) -> tuple[float, dict, float | None]:
+def ratio_to_target(curves: dict) -> tuple[float, dict, dict]:
+    """Random's final MAE, the labels each method needs for it, and their ratio to random's."""
     target = curves["random"][-1][1]
     need = {m: labels_to_reach(c, target) for m, c in curves.items()}
-    ratio = None if need["uncertainty"] is None else need["uncertainty"] / need["random"]
+    ratio = {m: None if n is None else n / need["random"] for m, n in need.items() if m != "random"}
     return target, need, ratio
 
 
@@ -186,15 +196,19 @@ def main() -> None:
     p.add_argument("--per-round", type=int, default=10)
     p.add_argument("--growth", type=float, default=2.0, help="labels added grow ×this a round")
     p.add_argument("--rounds", type=int, default=6)
-    p.add_argument("--epochs", type=int, default=40)
-    p.add_argument("--min-steps", type=int, default=1000)
+    p.add_argument("--epochs", type=int, default=1, help="per round, before --min-steps")
+    p.add_argument("--min-steps", type=int, default=3000, help="optimizer steps a round, at least")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     args = p.parse_args()
     data = args.data or Path(f"benchmarks/out/uq/{args.system}_al")
     out = args.out or Path(f"benchmarks/out/uq/al_{args.system}")
     started = time.perf_counter()
     per_seed = {s: run_seed(args.system, data, out / f"seed-{s}", s, args) for s in args.seeds}
-    curves = {m: mean_curve([c[m] for c in per_seed.values()]) for m in ("uncertainty", "random")}
+    curves = {m: mean_curve([c[m] for c in per_seed.values()]) for m in args.methods}
+    if "random" not in curves:  # a partial run (another process runs random): no summary
+        print({m: [(n, round(1e3 * e, 1)) for n, e in c] for m, c in curves.items()})
+        return
     target, need, ratio = ratio_to_target(curves)
     seeds = {}
     for s, c in per_seed.items():
@@ -219,13 +233,15 @@ def main() -> None:
     for method, curve in curves.items():
         cells = "  ".join(f"{n}:{1e3 * e:.1f}" for n, e in curve)
         print(f"  {method:11s} labels:MAE(meV/Å)  {cells}")
-    print(f"  labels to target: {_need(need)} → ratio {_fmt(ratio)}")
+    print(f"  labels to target: {_need(need)} → ratio to random {_ratios(ratio)}")
     for s, row in seeds.items():
-        cells = {m: "  ".join(f"{1e3 * e:.1f}" for _, e in c) for m, c in row["curves"].items()}
+        cells = " | ".join(
+            f"{m} " + " ".join(f"{1e3 * e:.1f}" for _, e in c) for m, c in row["curves"].items()
+        )
         print(
-            f"  seed {s}: uncertainty {cells['uncertainty']} | random {cells['random']}"
+            f"  seed {s}: {cells}"
             f" | labels to its target {_need(row['labels_to_target'])}"
-            f" → ratio {_fmt(row['label_ratio'])}"
+            f" → ratio {_ratios(row['label_ratio'])}"
         )
     sys.stdout.flush()
 
@@ -235,7 +251,11 @@ def _fmt(x: float | None) -> str:
 
 
 def _need(need: dict) -> str:
-    return f"uncertainty {_fmt(need['uncertainty'])}, random {_fmt(need['random'])}"
+    return ", ".join(f"{m} {_fmt(n)}" for m, n in need.items())
+
+
+def _ratios(ratio: dict) -> str:
+    return ", ".join(f"{m} {_fmt(r)}" for m, r in ratio.items())
 
 
 def plot(curves, per_seed, target, png: Path, system: str) -> None:
@@ -245,7 +265,7 @@ def plot(curves, per_seed, target, png: Path, system: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5, 3.5))
-    for colour, (method, curve) in zip(("C0", "C1"), curves.items(), strict=True):
+    for colour, (method, curve) in zip(("C0", "C1", "C2"), curves.items(), strict=False):
         n, e = zip(*curve, strict=True)
         ax.plot(n, 1e3 * np.array(e), "o-", color=colour, label=f"{method} (mean)")
         for seed_curves in per_seed.values():

@@ -59,6 +59,9 @@ class SelectConfig(_Section):
     score: Literal["auto", "force_radius", "committee", "latent", "energy_std"] = "auto"
     pool_factor: float = Field(3.0, ge=1.0, description="FPS among the top factor×per_round")
     diversity: bool = True  # farthest-point sampling in latent space within that pool
+    strategy: Literal["top", "weighted"] = Field(
+        "top", description="top: FPS among the most uncertain; weighted: score × distance, all"
+    )
 
 
 class StopConfig(_Section):

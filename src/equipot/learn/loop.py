@@ -262,6 +262,7 @@ class LearnLoop:
             method=s.method,
             pool_factor=s.pool_factor,
             diversity=s.diversity,
+            strategy=s.strategy,
             labelled=labelled,
             seed=self.config.seed + r,
         )

@@ -89,11 +89,17 @@ def score_frames(
 
 
 def farthest_points(
-    descriptors: np.ndarray, n: int, reference: np.ndarray | None, first: int
+    descriptors: np.ndarray,
+    n: int,
+    reference: np.ndarray | None,
+    first: int,
+    weights: np.ndarray | None = None,
 ) -> list[int]:
     """n indices by farthest-point sampling, starting from ``first`` (or, with ``reference``
-    points, from the candidate farthest from them)."""
+    points, from the candidate farthest from them). With ``weights`` w_c each pick maximises
+    w_c · d_c, d_c the distance to the nearest reference or picked point."""
     n = min(n, len(descriptors))
+    w = np.ones(len(descriptors)) if weights is None else np.asarray(weights, dtype=float)
     if reference is not None and len(reference):
         d = np.min(np.linalg.norm(descriptors[:, None] - reference[None], axis=2), axis=1)
         picked = []
@@ -102,7 +108,7 @@ def farthest_points(
         d = np.linalg.norm(descriptors - descriptors[first], axis=1)
     while len(picked) < n:
         d[picked] = -np.inf
-        k = int(np.argmax(d))
+        k = int(np.argmax(np.where(np.isfinite(d), w * d, -np.inf)))
         picked.append(k)
         d = np.minimum(d, np.linalg.norm(descriptors - descriptors[k], axis=1))
     return picked
@@ -116,13 +122,22 @@ def select(
     method: str = "uncertainty",
     pool_factor: float = 3.0,
     diversity: bool = True,
+    strategy: str = "top",
     labelled: np.ndarray | None = None,
     seed: int = 0,
 ) -> list[int]:
-    """Indices of the candidates to label (module docstring); ``random``: uniformly."""
+    """Indices of the candidates to label (module docstring); ``random``: uniformly.
+
+    ``strategy`` ``top``: farthest points among the ``pool_factor × n`` most uncertain;
+    ``weighted``: over all candidates, each pick the largest score × distance to the labelled
+    and picked frames, so moderately uncertain regions far from the labels are not left out
+    while the most uncertain one keeps drawing all the labels."""
     if method == "random":
         rng = np.random.default_rng(seed)
         return sorted(rng.choice(len(scores), size=min(n, len(scores)), replace=False).tolist())
+    if strategy == "weighted" and diversity:
+        w = np.nan_to_num(np.asarray(scores, dtype=float), nan=0.0, posinf=1e300)
+        return sorted(farthest_points(descriptors, n, labelled, int(np.argmax(w)), w))
     order = np.argsort(-scores, kind="stable")
     if not diversity:
         return sorted(order[:n].tolist())
