@@ -214,6 +214,8 @@ def test_pool_rounds_grow_and_few_labels_still_train_min_steps(tmp_path):
         data = tmp_path / "learn" / f"round-{r}" / "train.extxyz"
         assert epochs == max(1, epochs_for_steps(6, data, {"batch_size": 2}, 0.25))
     assert epochs_for_steps(6, tmp_path / "pool.xyz", {"batch_size": 2}, 0.1) == 1  # 30 frames
+    ids = [a.info[LABEL_ID] for a in read(tmp_path / "learn" / "round-4" / "train.extxyz", ":")]
+    assert ids == sorted(ids)  # the split does not depend on the labelling processes' order
     # selection scores of round 4's model (4 validation frames: its force ball is infinite)
     # stay finite and rank the frames; a single model ranks by latent distance
     from equipot.learn.select import score_frames

@@ -127,8 +127,11 @@ class LearnLoop:
             round_dir = self.out / f"round-{r}"
             round_dir.mkdir(exist_ok=True)
             data = round_dir / "train.extxyz"
-            if not data.is_file():
-                write_atomically(data, read_labelled(self.labelled))
+            if not data.is_file():  # in label-id order: the labelling processes append in
+                # the order they finish, and the split (by position) must not depend on that
+                frames = read_labelled(self.labelled)
+                frames.sort(key=lambda a: str(a.info.get(LABEL_ID, "")))
+                write_atomically(data, frames)
             n_labels = len(read(data, index=":"))
             self.log(f"round {r}: training on {n_labels} labelled frames")
             model = train_round(

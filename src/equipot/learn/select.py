@@ -130,8 +130,8 @@ def select(
 
     ``strategy`` ``top``: farthest points among the ``pool_factor × n`` most uncertain;
     ``weighted``: over all candidates, each pick the largest score × distance to the labelled
-    and picked frames, so moderately uncertain regions far from the labels are not left out
-    while the most uncertain one keeps drawing all the labels."""
+    and picked frames, so that moderately uncertain regions far from the labels get some
+    labels too, rather than the most uncertain region drawing every one."""
     if method == "random":
         rng = np.random.default_rng(seed)
         return sorted(rng.choice(len(scores), size=min(n, len(scores)), replace=False).tolist())
