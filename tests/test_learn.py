@@ -175,7 +175,8 @@ def test_pool_rounds_grow_and_few_labels_still_train_min_steps(tmp_path):
     """``select.growth`` 2 doubles the labels added each round (4 → 6 → 10 → 18 labels) and
     ``min_steps`` raises the epochs of the small rounds to that many optimizer steps."""
     from equipot.learn.config import LearnConfig
-    from equipot.learn.loop import LearnLoop, epochs_for_steps
+    from equipot.learn.loop import LearnLoop
+    from equipot.learn.rounds import epochs_for_steps
 
     pool = emt_frames(30, seed=5, elements=("Cu",))
     for atoms in pool:
