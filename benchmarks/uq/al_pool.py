@@ -10,10 +10,12 @@ and the real reference calculator (EMT / GFN2-xTB) doing the labelling. For each
 start from the same random initial frames of the pool, train every round from scratch with
 the same config and the same number of optimizer steps (``--min-steps``: a learning curve
 measures data, not a step budget that grows with the labels, as a fixed epoch count would), add
-labels geometrically (10 → 20 → 40 → … with ``--growth 2``), and differ only in
-``select.method``: ``uncertainty`` (the model's score — force radius where calibrated, else
-latent distance — then farthest-point sampling among the 3n most uncertain) or ``random``.
-Test errors on frames of independent MD runs (runs 1), balanced over the conditions.
+labels geometrically (10 → 20 → 40 → … with ``--growth 2``), and differ only in the
+selection: ``uncertainty`` (``select.score: auto``, the largest latent distance, then
+farthest-point sampling among the 3n most uncertain), ``weighted`` (``select.strategy:
+weighted``: each pick the largest latent distance × distance to the labelled and picked
+frames, over all candidates) or ``random``. Test errors on frames of independent MD runs
+(runs 1), balanced over the conditions.
 
 Target: the force MAE random selection reaches with its full budget, on the curves averaged
 over seeds (geometric mean at each label count); reported: the labels each method needs to
